@@ -1,0 +1,77 @@
+/**
+ * The blob cache: committed blobs (BlobStore) plus the fills in flight, at most one
+ * per digest. Concurrent misses for one digest share one fill, whatever repository
+ * or client asked; this is where single-flight lives.
+ */
+import type { Digest } from '../oci/grammar.js';
+import type { BlobStore, OpenBlob } from './blob-store.js';
+import { Fill, type FillFailure, type FillSource } from './fill.js';
+
+export interface BlobCacheEvents {
+  onFillStart(): void;
+  onFillEnd(result: 'committed' | FillFailure): void;
+  onFollower(): void;
+  onUpstreamBytes(n: number): void;
+}
+
+/** `leader`: this lookup started the fill (its source runs with this caller's request). */
+export type Lookup = { kind: 'hit'; blob: OpenBlob } | { kind: 'fill'; fill: Fill; leader: boolean };
+
+export class BlobCache {
+  readonly store: BlobStore;
+  private readonly inflight = new Map<string, Fill>();
+  private readonly events: BlobCacheEvents;
+  private readonly fsync: boolean;
+
+  constructor(store: BlobStore, fsync: boolean, events: BlobCacheEvents) {
+    this.store = store;
+    this.fsync = fsync;
+    this.events = events;
+  }
+
+  /**
+   * A committed blob, or the fill in flight for it (joined as a follower), or a new
+   * fill started from `source` when neither exists.
+   */
+  async lookup(digest: Digest, source: () => Promise<FillSource>): Promise<Lookup> {
+    const blob = await this.store.open(digest);
+    if (blob) return { kind: 'hit', blob };
+    const running = this.inflight.get(digest.value);
+    if (running) {
+      this.events.onFollower();
+      return { kind: 'fill', fill: running, leader: false };
+    }
+    return { kind: 'fill', fill: this.start(digest, source), leader: true };
+  }
+
+  /** The fill in flight for a digest, if any (for HEAD answers while it runs). */
+  inflightFill(digest: Digest): Fill | undefined {
+    return this.inflight.get(digest.value);
+  }
+
+  private start(digest: Digest, source: () => Promise<FillSource>): Fill {
+    this.events.onFillStart();
+    const fill = new Fill(
+      digest,
+      this.store.tempPath(digest),
+      source,
+      {
+        commit: (tempPath, size) => this.store.commit(digest, tempPath, size),
+        onBytes: (n) => this.events.onUpstreamBytes(n),
+      },
+      this.fsync,
+    );
+    this.inflight.set(digest.value, fill);
+    void fill.done.then(() => {
+      this.inflight.delete(digest.value);
+      const err = fill.error as { reason?: FillFailure } | undefined;
+      this.events.onFillEnd(err?.reason ?? 'committed');
+    });
+    return fill;
+  }
+
+  /** Resolves when every fill in flight has settled (for shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.inflight.values()].map((f) => f.done));
+  }
+}

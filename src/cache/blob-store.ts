@@ -1,0 +1,120 @@
+/**
+ * Committed blobs on disk, indexed in memory by digest with their sizes, evicted
+ * least-recently-used beyond `maxSize` bytes. Knows digests, files and sizes only.
+ */
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { parseDigest, type Digest } from '../oci/grammar.js';
+import { commitFile } from './atomic-file.js';
+import type { CacheLayout } from './layout.js';
+
+export interface BlobStoreEvents {
+  onSizeChange(bytes: number, count: number): void;
+  onEvict(): void;
+}
+
+export interface OpenBlob {
+  readonly size: number;
+  /** Bytes [start, end) of the blob; the file stays readable even if it is evicted meanwhile. */
+  stream(start: number, end: number): ReadStream;
+  close(): Promise<void>;
+}
+
+const READ_CHUNK = 1024 * 1024;
+
+export class BlobStore {
+  private readonly layout: CacheLayout;
+  private readonly index: LRUCache<string, number>;
+  private readonly events: BlobStoreEvents;
+  private readonly fsync: boolean;
+
+  constructor(layout: CacheLayout, maxSize: number, fsync: boolean, events: BlobStoreEvents) {
+    this.layout = layout;
+    this.fsync = fsync;
+    this.events = events;
+    this.index = new LRUCache<string, number>({
+      maxSize,
+      sizeCalculation: (size) => Math.max(1, size),
+      dispose: (_size, key, reason) => {
+        // 'set' replaces an entry with itself after a re-fill; only evictions remove files.
+        if (reason !== 'evict' && reason !== 'delete') return;
+        const digest = parseDigest(key);
+        if (digest) void unlink(this.layout.blobPath(digest)).catch(() => undefined);
+        if (reason === 'evict') this.events.onEvict();
+      },
+    });
+  }
+
+  /** Creates the directories, drops fills a crash left behind and indexes what is on disk, oldest first. */
+  async init(): Promise<void> {
+    await rm(this.layout.tmp, { recursive: true, force: true });
+    await mkdir(this.layout.tmp, { recursive: true });
+    await mkdir(this.layout.blobs, { recursive: true });
+    const found: Array<{ key: string; size: number; mtime: number }> = [];
+    for (const algorithm of await readdir(this.layout.blobs)) {
+      for (const prefix of await readdir(join(this.layout.blobs, algorithm)).catch(() => [])) {
+        for (const hex of await readdir(join(this.layout.blobs, algorithm, prefix)).catch(() => [])) {
+          const digest = parseDigest(`${algorithm}:${hex}`);
+          if (!digest) continue;
+          const st = await stat(this.layout.blobPath(digest)).catch(() => undefined);
+          if (st?.isFile()) found.push({ key: digest.value, size: st.size, mtime: st.mtimeMs });
+        }
+      }
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const f of found) this.index.set(f.key, f.size);
+    this.report();
+  }
+
+  private report(): void {
+    this.events.onSizeChange(this.index.calculatedSize, this.index.size);
+  }
+
+  has(digest: Digest): boolean {
+    return this.index.has(digest.value);
+  }
+
+  /** Opens a committed blob, or undefined on a miss. Marks it recently used. */
+  async open(digest: Digest): Promise<OpenBlob | undefined> {
+    if (this.index.get(digest.value) === undefined) return undefined;
+    const path = this.layout.blobPath(digest);
+    let handle;
+    try {
+      handle = await open(path, 'r');
+    } catch {
+      // Removed behind our back (or evicted between the lookup and the open): a miss.
+      this.index.delete(digest.value);
+      this.report();
+      return undefined;
+    }
+    const { size } = await handle.stat();
+    return {
+      size,
+      stream: (start, end) => {
+        // autoClose would close the shared handle after the first stream; the caller closes it.
+        return createReadStream('', { fd: handle, start, end: end - 1, highWaterMark: READ_CHUNK, autoClose: false, emitClose: true });
+      },
+      close: async () => {
+        await handle.close().catch(() => undefined);
+      },
+    };
+  }
+
+  /** Size of a committed blob without opening it. */
+  sizeOf(digest: Digest): number | undefined {
+    return this.index.peek(digest.value);
+  }
+
+  /** Moves a verified fill into place and indexes it (which may evict older blobs). */
+  async commit(digest: Digest, tempPath: string, size: number): Promise<void> {
+    await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
+    this.index.set(digest.value, size);
+    this.report();
+  }
+
+  tempPath(digest: Digest): string {
+    return this.layout.tempPath(`${digest.algorithm}-${digest.hex}`);
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * One upstream fetch of one blob, written to a temp file while it is hashed, and read
+ * by any number of followers while it lands. The fill is committed (renamed to its
+ * digest's name) only when the bytes hash to the digest; otherwise nothing is kept and
+ * every reader is destroyed with the error, so no client ever completes a response
+ * with wrong bytes: each reader holds back its last byte until the fill is verified.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { Digest } from '../oci/grammar.js';
+
+/** What the caller gives a fill: the upstream body and its announced size, if any. */
+export interface FillSource {
+  readonly body: Readable;
+  readonly size: number | undefined;
+}
+
+export type FillFailure = 'digest_mismatch' | 'size_mismatch' | 'upstream_error' | 'source_refused';
+
+export class FillError extends Error {
+  readonly reason: FillFailure;
+  /** The error the source threw when it refused (e.g. the upstream's 401), passed to its requester. */
+  override readonly cause: unknown;
+  constructor(reason: FillFailure, message: string, cause?: unknown) {
+    super(message);
+    this.name = 'FillError';
+    this.reason = reason;
+    this.cause = cause;
+  }
+}
+
+export interface FillHooks {
+  /** Moves the verified temp file into the store; the fill is done when this resolves. */
+  commit(tempPath: string, size: number): Promise<void>;
+  onBytes(n: number): void;
+}
+
+const READ_CHUNK = 1024 * 1024;
+
+export class Fill extends EventEmitter {
+  readonly digest: Digest;
+  private readonly tempPath: string;
+  private handle: FileHandle | undefined;
+  private refs = 1; // the writer's own reference
+  private state: 'starting' | 'filling' | 'committed' | 'failed' = 'starting';
+  private failure: Error | undefined;
+  private written = 0;
+  private announced: number | undefined;
+  /** Resolves with the announced size once the source answered; rejects if it refused. */
+  readonly ready: Promise<number | undefined>;
+  /** Settles when the fill is committed or has failed. */
+  readonly done: Promise<void>;
+
+  constructor(digest: Digest, tempPath: string, source: () => Promise<FillSource>, hooks: FillHooks, fsync: boolean) {
+    super();
+    this.setMaxListeners(0);
+    this.digest = digest;
+    this.tempPath = tempPath;
+    let readyResolve: (size: number | undefined) => void = () => undefined;
+    let readyReject: (err: Error) => void = () => undefined;
+    this.ready = new Promise((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    // A refused fill rejects `ready` for followers that may not await it.
+    this.ready.catch(() => undefined);
+    this.done = this.run(source, hooks, fsync, readyResolve, readyReject);
+  }
+
+  get size(): number | undefined {
+    return this.state === 'committed' ? this.written : this.announced;
+  }
+
+  private async run(
+    source: () => Promise<FillSource>,
+    hooks: FillHooks,
+    fsync: boolean,
+    readyResolve: (size: number | undefined) => void,
+    readyReject: (err: Error) => void,
+  ): Promise<void> {
+    let src: FillSource;
+    try {
+      src = await source();
+    } catch (err) {
+      const failure = new FillError('source_refused', (err as Error).message, err);
+      this.fail(failure);
+      readyReject(failure);
+      return;
+    }
+    try {
+      this.handle = await open(this.tempPath, 'wx+');
+    } catch (err) {
+      src.body.destroy();
+      const failure = new FillError('upstream_error', `cannot create temp file: ${(err as Error).message}`, err);
+      this.fail(failure);
+      readyReject(failure);
+      return;
+    }
+    this.announced = src.size;
+    this.state = 'filling';
+    readyResolve(src.size);
+    const hash = createHash(this.digest.algorithm);
+    try {
+      for await (const chunk of src.body as AsyncIterable<Buffer>) {
+        if (this.announced !== undefined && this.written + chunk.length > this.announced) {
+          throw new FillError('size_mismatch', `upstream sent more than the announced ${this.announced} bytes`);
+        }
+        hash.update(chunk);
+        await this.handle.write(chunk, 0, chunk.length, this.written);
+        this.written += chunk.length;
+        hooks.onBytes(chunk.length);
+        this.emit('progress');
+      }
+      if (this.announced !== undefined && this.written !== this.announced) {
+        throw new FillError('size_mismatch', `upstream sent ${this.written} of ${this.announced} bytes`);
+      }
+      const actual = hash.digest('hex');
+      if (actual !== this.digest.hex) {
+        throw new FillError('digest_mismatch', `upstream bytes hash to ${this.digest.algorithm}:${actual}, not ${this.digest.value}`);
+      }
+      if (fsync) await this.handle.datasync();
+      await hooks.commit(this.tempPath, this.written);
+      this.state = 'committed';
+      this.emit('progress');
+    } catch (err) {
+      src.body.destroy();
+      this.fail(err instanceof FillError ? err : new FillError('upstream_error', (err as Error).message, err));
+      await unlink(this.tempPath).catch(() => undefined);
+    } finally {
+      await this.release();
+    }
+  }
+
+  /** The reason the fill failed, once it has. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  private fail(err: Error): void {
+    this.state = 'failed';
+    this.failure = err;
+    this.emit('progress');
+  }
+
+  private async release(): Promise<void> {
+    this.refs -= 1;
+    if (this.refs === 0 && this.handle) {
+      const handle = this.handle;
+      this.handle = undefined;
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A stream of bytes [start, end) of the blob that follows the fill as it lands.
+   * Call after `ready` resolved. `end` undefined means to the end of the blob.
+   * Undefined when the fill was committed and closed meanwhile: read the store instead.
+   */
+  createReader(start: number, end: number | undefined): Readable | undefined {
+    if (this.state === 'failed') throw this.failure;
+    if (!this.handle) return undefined;
+    const handle = this.handle;
+    this.refs += 1;
+    let pos = start;
+    let released = false;
+    const releaseOnce = (): void => {
+      if (released) return;
+      released = true;
+      void this.release();
+    };
+    const fill = this;
+    const reader = new Readable({
+      highWaterMark: READ_CHUNK,
+      read() {
+        const step = (): void => {
+          if (reader.destroyed) return;
+          if (fill.state === 'failed') {
+            reader.destroy(fill.failure);
+            return;
+          }
+          const stop = end ?? (fill.state === 'committed' ? fill.written : fill.announced);
+          if (stop !== undefined && pos >= stop && fill.state === 'committed') {
+            reader.push(null);
+            return;
+          }
+          // Until the fill is verified, the reader's last byte stays behind.
+          const verifiedUpTo = fill.state === 'committed' ? fill.written : stop === undefined ? fill.written - 1 : Math.min(fill.written, stop - 1);
+          const limit = stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
+          if (pos >= limit) {
+            fill.once('progress', step);
+            return;
+          }
+          const len = Math.min(READ_CHUNK, limit - pos);
+          const buf = Buffer.allocUnsafe(len);
+          handle.read(buf, 0, len, pos).then(
+            ({ bytesRead }) => {
+              pos += bytesRead;
+              reader.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
+            },
+            (err: Error) => reader.destroy(err),
+          );
+        };
+        step();
+      },
+      destroy(err, callback) {
+        releaseOnce();
+        callback(err);
+      },
+    });
+    reader.once('end', releaseOnce);
+    return reader;
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Loads the YAML config, applies `REGISTRY_EDGE_<PATH>` env overrides and validates
+ * every key against the table in schema.ts. All problems are reported at once, one
+ * line each naming the key, the value and what is allowed.
+ */
+import { readFileSync } from 'node:fs';
+import { load as parseYaml } from 'js-yaml';
+import { KEYS, envName, type Config, type KeySpec } from './schema.js';
+import { parseBytes, parseDuration } from './units.js';
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Tree = Record<string, unknown>;
+
+function isTree(value: unknown): value is Tree {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function getPath(tree: Tree, path: string): unknown {
+  let node: unknown = tree;
+  for (const part of path.split('.')) {
+    if (!isTree(node)) return undefined;
+    node = node[part];
+  }
+  return node;
+}
+
+function setPath(tree: Tree, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = tree;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (!isTree(next)) node[part] = {};
+    node = node[part] as Tree;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+/** Dotted paths of every leaf in the file, to report keys the schema does not know. */
+function leafPaths(tree: Tree, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const [key, value] of Object.entries(tree)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isTree(value) && !KEYS.some((k) => k.path === path)) out.push(...leafPaths(value, path));
+    else out.push(path);
+  }
+  return out;
+}
+
+const show = (value: unknown): string => JSON.stringify(value) ?? String(value);
+
+function validateUrl(text: string): string | undefined {
+  try {
+    const url = new URL(text);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+    return url.origin + url.pathname.replace(/\/+$/, '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Returns [value] or a problem string. */
+function coerce(spec: KeySpec, raw: unknown, fromEnv: boolean): [unknown] | string {
+  const where = fromEnv ? `${spec.path} (env ${envName(spec.path)})` : spec.path;
+  const bad = (allowed: string): string => `${where}: ${show(raw)} is not allowed; expected ${allowed}`;
+  const tooSmall = (n: number): boolean => spec.min !== undefined && n < spec.min;
+  switch (spec.type) {
+    case 'string':
+      return typeof raw === 'string' ? [raw] : bad('a string');
+    case 'bool':
+      if (typeof raw === 'boolean') return [raw];
+      if (raw === 'true' || raw === 'false') return [raw === 'true'];
+      return bad('true or false');
+    case 'int': {
+      const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || tooSmall(n)) return bad(`an integer >= ${spec.min ?? 0}`);
+      return [n];
+    }
+    case 'bytes': {
+      const n = parseBytes(raw);
+      if (n === undefined || tooSmall(n)) return bad(`a size like 1048576, 512MiB or 10GiB (at least ${spec.min ?? 0} bytes)`);
+      return [n];
+    }
+    case 'duration': {
+      const n = parseDuration(raw);
+      if (n === undefined || tooSmall(n)) return bad(`a duration like 30s, 5m, 1h or 7d (at least ${spec.min ?? 0}s)`);
+      return [n];
+    }
+    case 'enum':
+      return typeof raw === 'string' && spec.values?.includes(raw) ? [raw] : bad(`one of ${spec.values?.join(', ')}`);
+    case 'addr': {
+      const m = typeof raw === 'string' ? /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(raw) : null;
+      if (!m || Number(m[2]) > 65535) return bad('host:port, e.g. 0.0.0.0:5000 or [::]:5000');
+      return [raw];
+    }
+    case 'strings': {
+      const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
+      if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) return bad('a list of strings (env: comma-separated)');
+      return [list];
+    }
+    case 'upstreams': {
+      const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
+      if (!Array.isArray(list) || list.length === 0) return bad('a non-empty list of upstream URLs (env: comma-separated)');
+      const out: Array<{ url: string }> = [];
+      for (const item of list) {
+        const text = typeof item === 'string' ? item : isTree(item) && typeof item.url === 'string' ? item.url : undefined;
+        const url = text === undefined ? undefined : validateUrl(text);
+        if (url === undefined) return `${where}: ${show(item)} is not allowed; expected an http:// or https:// URL or {url: ...}`;
+        out.push({ url });
+      }
+      return [out];
+    }
+  }
+}
+
+export interface LoadOptions {
+  /** Path of the YAML file; undefined means defaults and env only. */
+  readonly file?: string | undefined;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function loadConfig(options: LoadOptions): Config {
+  const env = options.env ?? process.env;
+  const problems: string[] = [];
+  let tree: Tree = {};
+  if (options.file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`--config: cannot read ${options.file}: ${(err as Error).message}`]);
+    }
+    try {
+      const doc = parseYaml(text);
+      if (doc !== undefined && doc !== null && !isTree(doc)) throw new Error('the top level must be a mapping');
+      tree = (doc as Tree | null | undefined) ?? {};
+    } catch (err) {
+      throw new ConfigError([`${options.file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+    }
+  }
+  for (const path of leafPaths(tree)) {
+    if (!KEYS.some((k) => k.path === path)) problems.push(`${path}: unknown key; see 'registry-edge config reference' for the keys`);
+  }
+  const out: Tree = {};
+  for (const spec of KEYS) {
+    const fromEnv = env[envName(spec.path)];
+    const raw = fromEnv !== undefined ? fromEnv : getPath(tree, spec.path) ?? spec.default;
+    const result = coerce(spec, raw, fromEnv !== undefined);
+    if (typeof result === 'string') problems.push(result);
+    else setPath(out, spec.path, result[0]);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(out) as unknown as Config;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** The key table as Markdown, for the README and `config reference`. */
+export function configReference(): string {
+  const rows = KEYS.map((k) => `| \`${k.path}\` | \`${envName(k.path)}\` | ${k.type}${k.values ? ` (${k.values.join(', ')})` : ''} | \`${show(k.default)}\` | ${k.doc} |`);
+  return ['| key | env | type | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}

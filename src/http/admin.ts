@@ -1,0 +1,54 @@
+/** The admin listener: /metrics for Prometheus, /healthz (process up), /readyz (cache writable, an upstream answering). */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request } from 'undici';
+import type { Metrics } from '../metrics/metrics.js';
+
+export interface AdminDeps {
+  readonly metrics: Metrics;
+  readonly cacheDir: string;
+  readonly upstreams: readonly string[];
+  readonly readyTimeoutMs: number;
+}
+
+async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean> {
+  try {
+    // Any HTTP answer, 401 included, means the registry is there.
+    const res = await request(`${url}/v2/`, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    await res.body.dump();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readiness(deps: AdminDeps): Promise<{ ready: boolean; cache: boolean; upstream: boolean }> {
+  const cache = await access(deps.cacheDir, constants.W_OK).then(() => true, () => false);
+  const answers = await Promise.all(deps.upstreams.map((u) => upstreamAnswers(u, deps.readyTimeoutMs)));
+  const upstream = answers.some(Boolean);
+  return { ready: cache && upstream, cache, upstream };
+}
+
+export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, type: string, body: string): void => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if (path === '/healthz') return reply(200, 'text/plain', 'ok\n');
+    if (path === '/readyz') {
+      void readiness(deps).then((r) => reply(r.ready ? 200 : 503, 'application/json', JSON.stringify(r) + '\n'));
+      return;
+    }
+    if (path === '/metrics') {
+      void deps.metrics.registry.metrics().then(
+        (text) => reply(200, deps.metrics.registry.contentType, text),
+        (err: Error) => reply(500, 'text/plain', `${err.message}\n`),
+      );
+      return;
+    }
+    reply(404, 'text/plain', 'not found\n');
+  };
+}

@@ -1,0 +1,23 @@
+/** Per-request facts gathered for the access log and metrics. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly path: string;
+  readonly query: string;
+  readonly startedAt: number;
+  route: string;
+  /** hit | miss | follow | revalidated | stale | pass: how the cache answered. */
+  cache: string | undefined;
+  /** Where body bytes came from, for registry_edge_served_bytes_total. */
+  source: 'cache' | 'fill' | 'upstream' | undefined;
+  /** Body bytes the response was meant to carry (for served-bytes accounting). */
+  bodyBytes: number;
+  error: unknown;
+}
+
+export function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

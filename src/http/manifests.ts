@@ -1,0 +1,28 @@
+/** GET/HEAD /v2/<name>/manifests/<reference>: exact bytes, with the digest and type they were stored with. */
+import { parseAccept } from '../oci/media-types.js';
+import type { Reference } from '../oci/request.js';
+import type { ManifestService } from '../proxy/manifest-service.js';
+import { header, type Exchange } from './exchange.js';
+import { API_VERSION_HEADER } from './respond.js';
+
+export async function serveManifest(ex: Exchange, manifests: ManifestService, name: string, reference: Reference): Promise<void> {
+  const acceptHeader = ex.req.headers.accept;
+  const { manifest, source } = await manifests.get({
+    name,
+    reference,
+    accepted: parseAccept(acceptHeader),
+    acceptHeader: Array.isArray(acceptHeader) ? acceptHeader.join(', ') : acceptHeader,
+    authorization: header(ex.req, 'authorization'),
+  });
+  ex.cache = source;
+  ex.source = source === 'miss' ? 'upstream' : 'cache';
+  ex.bodyBytes = ex.req.method === 'HEAD' ? 0 : manifest.bytes.length;
+  ex.res.writeHead(200, {
+    'content-type': manifest.mediaType,
+    'content-length': manifest.bytes.length,
+    'docker-content-digest': manifest.digest,
+    etag: `"${manifest.digest}"`,
+    [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
+  });
+  ex.res.end(ex.req.method === 'HEAD' ? undefined : manifest.bytes);
+}

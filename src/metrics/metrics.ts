@@ -1,0 +1,106 @@
+/**
+ * The edge's Prometheus metrics, in one registry created at start and passed down.
+ * Labels are bounded sets (route, result, source, upstream): never a repository or digest.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly httpRequests = new Counter({
+    name: 'registry_edge_http_requests_total',
+    help: 'Client requests by route, method and status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpDuration = new Histogram({
+    name: 'registry_edge_http_request_duration_seconds',
+    help: 'Time from request to the end of the response, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: [this.registry],
+  });
+
+  readonly cacheRequests = new Counter({
+    name: 'registry_edge_cache_requests_total',
+    help: 'Cache lookups by kind (blob, manifest, tag) and result (hit, miss, follow, revalidated, stale).',
+    labelNames: ['kind', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly servedBytes = new Counter({
+    name: 'registry_edge_served_bytes_total',
+    help: 'Body bytes sent to clients, by source (cache: a committed file; fill: a fill in progress; upstream: passed through).',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamBytes = new Counter({
+    name: 'registry_edge_upstream_received_bytes_total',
+    help: 'Blob bytes received from upstream instances for cache fills.',
+    registers: [this.registry],
+  });
+
+  readonly fillsInFlight = new Gauge({
+    name: 'registry_edge_fills_in_flight',
+    help: 'Blob fills currently streaming from an upstream.',
+    registers: [this.registry],
+  });
+
+  readonly fills = new Counter({
+    name: 'registry_edge_fills_total',
+    help: 'Blob fills by result (committed, digest_mismatch, size_mismatch, upstream_error).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly followers = new Counter({
+    name: 'registry_edge_fill_followers_total',
+    help: 'Requests that joined a fill already in flight instead of fetching again.',
+    registers: [this.registry],
+  });
+
+  readonly digestMismatches = new Counter({
+    name: 'registry_edge_digest_mismatches_total',
+    help: 'Upstream content whose bytes did not hash to the digest it was asked for (nothing was cached).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly staleServed = new Counter({
+    name: 'registry_edge_stale_served_total',
+    help: 'Tag mappings served past their TTL because the upstream was unreachable or failing.',
+    registers: [this.registry],
+  });
+
+  readonly upstreamDuration = new Histogram({
+    name: 'registry_edge_upstream_request_duration_seconds',
+    help: 'Time to response headers from upstream instances, by upstream, method and status class.',
+    labelNames: ['upstream', 'method', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly cacheSize = new Gauge({
+    name: 'registry_edge_cache_size_bytes',
+    help: 'Bytes of committed blobs in the cache.',
+    registers: [this.registry],
+  });
+
+  readonly cacheBlobs = new Gauge({
+    name: 'registry_edge_cache_blobs',
+    help: 'Committed blobs in the cache.',
+    registers: [this.registry],
+  });
+
+  readonly evictions = new Counter({
+    name: 'registry_edge_cache_evictions_total',
+    help: 'Blobs evicted to keep the cache under cache.maxsize.',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Parses a request line into one validated value before any handler or I/O runs.
+ * Handlers never look at raw paths: what reaches them has passed the grammar.
+ */
+import { RegistryError } from './errors.js';
+import { isValidName, isValidTag, looksLikeDigest, parseDigest, type Digest } from './grammar.js';
+
+export type Reference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest: Digest };
+
+export type DistributionRequest =
+  | { route: 'base' }
+  | { route: 'catalog' }
+  | { route: 'blob'; name: string; digest: Digest }
+  | { route: 'manifest'; name: string; reference: Reference }
+  | { route: 'tags'; name: string }
+  | { route: 'referrers'; name: string; digest: Digest }
+  | { route: 'upload'; name: string; session: string | undefined };
+
+export type Route = DistributionRequest['route'];
+
+// Suffix patterns after `/v2/<name>`; the name is everything before the last match.
+const SUFFIXES: Array<[RegExp, (name: string, m: RegExpExecArray) => DistributionRequest]> = [
+  [/\/blobs\/uploads\/?$/, (name) => ({ route: 'upload', name, session: undefined })],
+  [/\/blobs\/uploads\/([^/]+)$/, (name, m) => ({ route: 'upload', name, session: m[1] })],
+  [/\/blobs\/([^/]+)$/, (name, m) => ({ route: 'blob', name, digest: digestOrThrow(m[1] ?? '') })],
+  [/\/manifests\/([^/]+)$/, (name, m) => ({ route: 'manifest', name, reference: referenceOrThrow(m[1] ?? '') })],
+  [/\/tags\/list$/, (name) => ({ route: 'tags', name })],
+  [/\/referrers\/([^/]+)$/, (name, m) => ({ route: 'referrers', name, digest: digestOrThrow(m[1] ?? '') })],
+];
+
+function digestOrThrow(text: string): Digest {
+  const digest = parseDigest(text);
+  if (!digest) throw new RegistryError('DIGEST_INVALID', 'provided digest is not a valid sha256 or sha512 digest', { digest: text.slice(0, 200) });
+  return digest;
+}
+
+function referenceOrThrow(text: string): Reference {
+  if (looksLikeDigest(text)) return { kind: 'digest', digest: digestOrThrow(text) };
+  if (!isValidTag(text)) throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { tag: text.slice(0, 200) }, 400);
+  return { kind: 'tag', tag: text };
+}
+
+/**
+ * `pathname` is the raw path without the query string. Returns undefined for paths
+ * outside `/v2/`; throws RegistryError for malformed ones inside it.
+ */
+export function parseDistributionPath(pathname: string): DistributionRequest | undefined {
+  if (pathname === '/v2' || pathname === '/v2/') return { route: 'base' };
+  if (!pathname.startsWith('/v2/')) return undefined;
+  if (pathname === '/v2/_catalog') return { route: 'catalog' };
+  const rest = pathname.slice(4);
+  for (const [re, build] of SUFFIXES) {
+    const m = re.exec(rest);
+    if (!m) continue;
+    const name = rest.slice(0, m.index);
+    // Percent-encodings, dot segments and upper case all fail the grammar, so nothing odd reaches a path.
+    if (!isValidName(name)) throw new RegistryError('NAME_INVALID', 'invalid repository name', { name: name.slice(0, 300) });
+    return build(name, m);
+  }
+  throw new RegistryError('NAME_UNKNOWN', 'unknown distribution route', { path: pathname.slice(0, 300) }, 404);
+}

@@ -1,0 +1,112 @@
+/**
+ * Blobs: local first, never revalidated (a digest names its bytes forever); on a miss,
+ * one fill from the upstream that every concurrent request for the digest follows.
+ */
+import type { Readable } from 'node:stream';
+import type { BlobCache } from '../cache/blob-cache.js';
+import { FillError, type FillSource } from '../cache/fill.js';
+import type { Digest } from '../oci/grammar.js';
+import { RegistryError } from '../oci/errors.js';
+import { resolveRange, type RangeSpec } from '../oci/range.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { UpstreamAnswer } from './upstream-answer.js';
+import { pullScope, upstreamAuth, type AuthMode } from './upstream-auth.js';
+
+export interface BlobBody {
+  readonly source: 'cache' | 'fill';
+  /** Total size of the blob; undefined while a fill from an upstream that sent no length runs. */
+  readonly size: number | undefined;
+  /** The bytes sent: [start, end), or the whole blob when `range` is undefined. */
+  readonly range: { readonly start: number; readonly end: number } | undefined;
+  readonly stream: Readable;
+  /** Releases what the body holds open; call once the response is over. */
+  readonly release: () => void;
+}
+
+export interface BlobRequest {
+  readonly name: string;
+  readonly digest: Digest;
+  readonly range: RangeSpec | undefined;
+  readonly authorization: string | undefined;
+}
+
+const unsatisfiable = (size: number): RegistryError =>
+  new RegistryError('RANGE_INVALID', 'requested range not satisfiable', { size });
+
+export class BlobService {
+  private readonly cache: BlobCache;
+  private readonly upstream: UpstreamClient;
+  private readonly mode: AuthMode;
+
+  constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode) {
+    this.cache = cache;
+    this.upstream = upstream;
+    this.mode = mode;
+  }
+
+  async get(req: BlobRequest): Promise<BlobBody> {
+    // Two rounds at most: a follower whose leader was refused (another client's
+    // credentials) tries again with its own, and a follower that arrives just as a
+    // fill commits finds the blob in the store.
+    for (let round = 0; round < 3; round++) {
+      const found = await this.cache.lookup(req.digest, () => this.fetch(req));
+      if (found.kind === 'hit') {
+        const { blob } = found;
+        const range = req.range ? resolveRange(req.range, blob.size) : undefined;
+        if (range === 'unsatisfiable') {
+          await blob.close();
+          throw unsatisfiable(blob.size);
+        }
+        const stream = blob.stream(range?.start ?? 0, range?.end ?? blob.size);
+        return { source: 'cache', size: blob.size, range, stream, release: () => void blob.close() };
+      }
+      const { fill } = found;
+      let size: number | undefined;
+      try {
+        size = await fill.ready;
+      } catch (err) {
+        const refused = err instanceof FillError && err.reason === 'source_refused';
+        if (refused && !found.leader) continue;
+        throw refused ? err.cause : err;
+      }
+      const range = req.range && size !== undefined ? resolveRange(req.range, size) : undefined;
+      if (range === 'unsatisfiable') throw unsatisfiable(size ?? 0);
+      const stream = fill.createReader(range?.start ?? 0, range?.end);
+      if (!stream) continue;
+      return { source: 'fill', size, range, stream, release: () => undefined };
+    }
+    // Only when the blob is evicted as soon as it is committed (larger than cache.maxsize) on every round.
+    throw new RegistryError('UNAVAILABLE', 'blob could not be read from the cache', { digest: req.digest.value });
+  }
+
+  /** Size of a blob for HEAD: the store, a fill in flight, or the upstream's HEAD. */
+  async head(req: BlobRequest): Promise<{ size: number | undefined; source: 'cache' | 'fill' | 'upstream' }> {
+    const stored = this.cache.store.sizeOf(req.digest);
+    if (stored !== undefined) return { size: stored, source: 'cache' };
+    const fill = this.cache.inflightFill(req.digest);
+    const announced = fill ? await fill.ready.catch(() => undefined) : undefined;
+    if (announced !== undefined) return { size: announced, source: 'fill' };
+    const res = await this.upstream.request({
+      method: 'HEAD',
+      path: `/v2/${req.name}/blobs/${req.digest.value}`,
+      auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
+      followRedirects: true,
+    });
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    await res.body.dump();
+    const length = Number(res.headers['content-length']);
+    return { size: Number.isSafeInteger(length) ? length : undefined, source: 'upstream' };
+  }
+
+  private async fetch(req: BlobRequest): Promise<FillSource> {
+    const res = await this.upstream.request({
+      method: 'GET',
+      path: `/v2/${req.name}/blobs/${req.digest.value}`,
+      auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
+      followRedirects: true,
+    });
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    const length = Number(res.headers['content-length']);
+    return { body: res.body, size: Number.isSafeInteger(length) && length >= 0 ? length : undefined };
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * Manifests. By digest: local first, kept forever. By tag: the tag -> digest mapping
+ * is served for `tagTtl`, then revalidated with a HEAD (which Docker Hub does not count
+ * as a pull); when the upstream is unreachable or failing, the last known mapping is
+ * served for up to `maxStale`. A cached manifest is served only to a client whose
+ * Accept admits its media type; otherwise the upstream negotiates.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from '../log/logger.js';
+import type { ManifestStore, StoredManifest, TagMapping } from '../cache/manifest-store.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { RegistryError } from '../oci/errors.js';
+import { parseDigest, type Digest } from '../oci/grammar.js';
+import { ALL_MANIFEST_TYPES, accepts, sniffMediaType } from '../oci/media-types.js';
+import type { Reference } from '../oci/request.js';
+import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
+import { UpstreamAnswer } from './upstream-answer.js';
+import { pullScope, upstreamAuth, type AuthMode } from './upstream-auth.js';
+
+export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
+
+export interface ManifestResult {
+  readonly manifest: StoredManifest;
+  readonly source: ManifestSource;
+}
+
+export interface ManifestRequest {
+  readonly name: string;
+  readonly reference: Reference;
+  /** Media types the client accepts; undefined means any. */
+  readonly accepted: Set<string> | undefined;
+  /** The client's Accept header as sent, passed to the upstream so it negotiates as it would for the client. */
+  readonly acceptHeader: string | undefined;
+  readonly authorization: string | undefined;
+}
+
+export interface ManifestPolicy {
+  readonly tagTtlMs: number;
+  readonly maxStaleMs: number;
+  readonly maxBytes: number;
+  readonly mode: AuthMode;
+}
+
+export class ManifestService {
+  private readonly store: ManifestStore;
+  private readonly upstream: UpstreamClient;
+  private readonly policy: ManifestPolicy;
+  private readonly metrics: Metrics;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  /** Remote resolutions in flight, so a burst for one tag makes one upstream round trip. */
+  private readonly inflight = new Map<string, Promise<ManifestResult>>();
+
+  constructor(store: ManifestStore, upstream: UpstreamClient, policy: ManifestPolicy, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+    this.store = store;
+    this.upstream = upstream;
+    this.policy = policy;
+    this.metrics = metrics;
+    this.log = log;
+    this.now = now;
+  }
+
+  async get(req: ManifestRequest): Promise<ManifestResult> {
+    const result = req.reference.kind === 'digest' ? await this.byDigest(req, req.reference.digest) : await this.byTag(req, req.reference.tag);
+    this.metrics.cacheRequests.inc({ kind: 'manifest', result: result.source });
+    return result;
+  }
+
+  private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
+    const stored = await this.store.get(digest);
+    if (stored && accepts(req.accepted, stored.mediaType)) return { manifest: stored, source: 'hit' };
+    return this.coalesce(req, async () => {
+      const res = await this.fetch(req, 'GET', digest.value);
+      return { manifest: await this.storeResponse(res, digest), source: 'miss' };
+    });
+  }
+
+  private async byTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
+    const mapping = await this.store.getTag(req.name, tag);
+    const digest = mapping ? parseDigest(mapping.digest) : undefined;
+    const stored = digest ? await this.store.get(digest) : undefined;
+    if (!mapping || !stored || !accepts(req.accepted, stored.mediaType)) {
+      return this.coalesce(req, () => this.fetchTag(req, tag));
+    }
+    if (this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { manifest: stored, source: 'hit' };
+    return this.coalesce(req, () => this.revalidate(req, tag, mapping, stored));
+  }
+
+  private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest): Promise<ManifestResult> {
+    let res: UpstreamResponse;
+    try {
+      res = await this.fetch(req, 'HEAD', tag);
+    } catch (err) {
+      return this.stale(req, tag, mapping, stored, err);
+    }
+    if (res.status >= 500 || res.status === 429) {
+      await res.body.dump();
+      return this.stale(req, tag, mapping, stored, new Error(`upstream answered ${res.status}`));
+    }
+    if (res.status === 404) {
+      await res.body.dump();
+      await this.store.deleteTag(req.name, tag);
+      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { tag });
+    }
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    await res.body.dump();
+    const current = headerValue(res.headers['docker-content-digest']);
+    if (current === mapping.digest) {
+      await this.store.putTag(req.name, tag, { ...mapping, confirmedAt: this.now() });
+      return { manifest: stored, source: 'revalidated' };
+    }
+    return this.fetchTag(req, tag);
+  }
+
+  private stale(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, cause: unknown): ManifestResult {
+    const age = this.now() - mapping.confirmedAt;
+    const reason = (cause as Error).message;
+    if (age > this.policy.maxStaleMs) {
+      throw new RegistryError('UNAVAILABLE', 'upstream unavailable and the cached tag is older than cache.max_stale', { tag });
+    }
+    this.metrics.staleServed.inc();
+    this.log.warn({ repository: req.name, tag, digest: mapping.digest, ageSeconds: Math.round(age / 1000), reason }, 'serving stale tag: upstream unavailable');
+    return { manifest: stored, source: 'stale' };
+  }
+
+  private async fetchTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
+    const res = await this.fetch(req, 'GET', tag);
+    const manifest = await this.storeResponse(res, undefined);
+    await this.store.putTag(req.name, tag, { digest: manifest.digest, mediaType: manifest.mediaType, confirmedAt: this.now() });
+    return { manifest, source: 'miss' };
+  }
+
+  private async fetch(req: ManifestRequest, method: 'GET' | 'HEAD', reference: string): Promise<UpstreamResponse> {
+    return this.upstream.request({
+      method,
+      path: `/v2/${req.name}/manifests/${reference}`,
+      headers: { accept: req.acceptHeader ?? ALL_MANIFEST_TYPES },
+      auth: upstreamAuth(this.policy.mode, pullScope(req.name), req.authorization),
+    });
+  }
+
+  /** Reads a manifest answer, checks its bytes against the digest it claims, and stores it. */
+  private async storeResponse(res: UpstreamResponse, expected: Digest | undefined): Promise<StoredManifest> {
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    const declared = Number(res.headers['content-length']);
+    if (declared > this.policy.maxBytes) {
+      res.body.destroy();
+      throw new RegistryError('MANIFEST_INVALID', `upstream manifest of ${declared} bytes exceeds cache.manifest_max_bytes`, undefined, 502);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > this.policy.maxBytes) {
+        res.body.destroy();
+        throw new RegistryError('MANIFEST_INVALID', 'upstream manifest exceeds cache.manifest_max_bytes', undefined, 502);
+      }
+      chunks.push(chunk);
+    }
+    const bytes = Buffer.concat(chunks);
+    const claimed = parseDigest(headerValue(res.headers['docker-content-digest']) ?? '');
+    const algorithm = expected?.algorithm ?? claimed?.algorithm ?? 'sha256';
+    const actual = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+    const verified = parseDigest(actual);
+    const mismatch = [expected, claimed].find((d) => d !== undefined && d.value !== actual);
+    if (!verified || mismatch) {
+      this.metrics.digestMismatches.inc({ kind: 'manifest' });
+      throw new RegistryError('UNAVAILABLE', 'upstream manifest does not match its digest; not cached', { expected: mismatch?.value, actual }, 502);
+    }
+    const mediaType = headerValue(res.headers['content-type'])?.split(';')[0]?.trim() || sniffMediaType(bytes) || 'application/octet-stream';
+    return this.store.put(verified, mediaType, bytes);
+  }
+
+  private coalesce(req: ManifestRequest, work: () => Promise<ManifestResult>): Promise<ManifestResult> {
+    const ref = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest.value;
+    // The client's credentials are part of the key: one client's answer never serves another's request.
+    const key = `${req.name}\n${ref}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`;
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const promise = work().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
+    return promise;
+  }
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
