@@ -1,0 +1,100 @@
+// Starts the real edge through its CLI contract (`node bin/registry-edge.js serve`),
+// on port 0, and reads back the addresses it bound from its first log lines.
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { httpRequest, startProcess, waitFor, type ManagedProcess } from './proc.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const EDGE_BIN = path.join(ROOT, 'bin/registry-edge.js');
+
+export interface EdgeOptions {
+  readonly workDir: string;
+  readonly upstreams: string[];
+  /** YAML text of the config file (defaults only when omitted). */
+  readonly configYaml?: string;
+  /** Extra REGISTRY_EDGE_* variables. */
+  readonly env?: Record<string, string>;
+  readonly cacheDir?: string;
+}
+
+export interface Edge {
+  readonly url: string;
+  /** host:port, as image references write it. */
+  readonly host: string;
+  readonly adminUrl: string;
+  readonly cacheDir: string;
+  readonly proc: ManagedProcess;
+  /** Value of one sample of /metrics (0 when absent). */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  stop(): Promise<void>;
+}
+
+interface ListeningLine {
+  msg?: string;
+  httpAddress?: string;
+  adminAddress?: string;
+}
+
+function listeningLine(logs: string): ListeningLine | undefined {
+  for (const line of logs.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const doc = JSON.parse(line) as ListeningLine;
+      if (doc.msg === 'registry-edge listening') return doc;
+    } catch {
+      // a partly written line: read again on the next poll
+    }
+  }
+  return undefined;
+}
+
+export function parseMetric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => have.includes(`${k}="${v}"`))) total += Number(m[3]);
+  }
+  return total;
+}
+
+export async function startEdge(opts: EdgeOptions): Promise<Edge> {
+  const configFile = path.join(opts.workDir, 'edge.yaml');
+  writeFileSync(configFile, opts.configYaml ?? 'log:\n  level: info\n');
+  const cacheDir = opts.cacheDir ?? path.join(opts.workDir, 'cache');
+  const proc = startProcess(process.execPath, [EDGE_BIN, 'serve', '--config', configFile], {
+    logFile: path.join(opts.workDir, `edge-${Date.now()}.log`),
+    env: {
+      ...process.env,
+      REGISTRY_EDGE_HTTP_ADDR: '127.0.0.1:0',
+      REGISTRY_EDGE_ADMIN_ADDR: '127.0.0.1:0',
+      REGISTRY_EDGE_UPSTREAMS: opts.upstreams.join(','),
+      REGISTRY_EDGE_CACHE_DIR: cacheDir,
+      ...opts.env,
+    },
+  });
+  const line = await waitFor(
+    () => {
+      if (!proc.running()) throw new Error(`edge exited:\n${proc.logs()}`);
+      return listeningLine(proc.logs());
+    },
+    { what: 'the edge to listen' },
+  );
+  const host = line.httpAddress ?? '';
+  const adminUrl = `http://${line.adminAddress ?? ''}`;
+  return {
+    url: `http://${host}`,
+    host,
+    adminUrl,
+    cacheDir,
+    proc,
+    async metric(name, labels) {
+      const res = await httpRequest(`${adminUrl}/metrics`);
+      return parseMetric(res.body.toString('utf8'), name, labels);
+    },
+    stop: () => proc.stop(),
+  };
+}
