@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { ConfigError, configReference, loadConfig } from '../../src/config/load.js';
+import { KEYS, envName } from '../../src/config/schema.js';
+import { parseBytes, parseDuration } from '../../src/config/units.js';
+import { EDGE_BIN } from '../helpers/edge.js';
+import { removeDir, run, tempDir } from '../helpers/proc.js';
+
+const dir = tempDir('re-config-');
+after(() => removeDir(dir));
+
+test('units', () => {
+  assert.equal(parseBytes('10GiB'), 10 * 1024 ** 3);
+  assert.equal(parseBytes('512MB'), 512e6);
+  assert.equal(parseBytes(42), 42);
+  assert.equal(parseBytes('ten'), undefined);
+  assert.equal(parseDuration('5m'), 300);
+  assert.equal(parseDuration('1h30m'), 5400);
+  assert.equal(parseDuration('250ms'), 0.25);
+  assert.equal(parseDuration('900'), 900);
+  assert.equal(parseDuration('5 minutes'), undefined);
+});
+
+test('the shipped config is a Docker Hub mirror on :5000 with the cache in ./data', () => {
+  const config = loadConfig({ file: 'config/registry-edge.yaml', env: {} });
+  assert.equal(config.http.addr, '0.0.0.0:5000');
+  assert.equal(config.cache.dir, './data');
+  assert.deepEqual(config.upstreams, [{ url: 'https://registry-1.docker.io' }]);
+  assert.equal(config.auth.mode, 'public');
+  assert.ok(config.upstream.auth.realms.includes('auth.docker.io'));
+});
+
+test('env overrides REGISTRY_EDGE_<PATH> win over the file', () => {
+  const file = path.join(dir, 'a.yaml');
+  writeFileSync(file, 'http:\n  addr: 127.0.0.1:1\ncache:\n  maxsize: 1GiB\n  tag_ttl: 10s\n');
+  const config = loadConfig({
+    file,
+    env: {
+      REGISTRY_EDGE_HTTP_ADDR: '127.0.0.1:7000',
+      REGISTRY_EDGE_ADMIN_ADDR: '[::1]:7001',
+      REGISTRY_EDGE_UPSTREAMS: 'http://10.0.0.1:5000, https://reg.example/prefix/',
+      REGISTRY_EDGE_CACHE_DIR: '/var/cache/edge',
+      REGISTRY_EDGE_CACHE_MAXSIZE: '20GiB',
+    },
+  });
+  assert.equal(config.http.addr, '127.0.0.1:7000');
+  assert.equal(config.admin.addr, '[::1]:7001');
+  assert.deepEqual(config.upstreams, [{ url: 'http://10.0.0.1:5000' }, { url: 'https://reg.example/prefix' }]);
+  assert.equal(config.cache.dir, '/var/cache/edge');
+  assert.equal(config.cache.maxsize, 20 * 1024 ** 3);
+  assert.equal(config.cache.tag_ttl, 10);
+  assert.ok(Object.isFrozen(config.cache));
+  assert.equal(envName('cache.tag_ttl'), 'REGISTRY_EDGE_CACHE_TAG_TTL');
+});
+
+test('every problem is reported, one line each, naming key, value and what is allowed', () => {
+  const file = path.join(dir, 'bad.yaml');
+  writeFileSync(file, 'http:\n  addr: nowhere\ncache:\n  maxsize: lots\nauth:\n  mode: open\nbogus: 1\n');
+  try {
+    loadConfig({ file, env: { REGISTRY_EDGE_UPSTREAMS: 'ftp://x' } });
+    assert.fail('expected a ConfigError');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    const text = err.problems.join('\n');
+    assert.match(text, /http\.addr: "nowhere" is not allowed; expected host:port/);
+    assert.match(text, /cache\.maxsize: "lots" is not allowed/);
+    assert.match(text, /auth\.mode: "open" is not allowed; expected one of public, passthrough/);
+    assert.match(text, /bogus: unknown key/);
+    assert.match(text, /upstreams \(env REGISTRY_EDGE_UPSTREAMS\): "ftp:\/\/x" is not allowed/);
+    assert.equal(err.problems.length, 5);
+  }
+});
+
+test('the CLI exits 2 on a bad config with one line per problem', async () => {
+  const r = await run(process.execPath, [EDGE_BIN, 'serve', '--config', path.join(dir, 'missing.yaml')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /cannot read/);
+  const bad = await run(process.execPath, [EDGE_BIN, 'config', 'check', '--config', 'config/registry-edge.yaml'], {
+    env: { ...process.env, REGISTRY_EDGE_CACHE_MAXSIZE: '-1', REGISTRY_EDGE_HTTP_ADDR: 'x' },
+  });
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim().split('\n').length, 2, bad.stderr);
+  const good = await run(process.execPath, [EDGE_BIN, 'config', 'check', '--config', 'config/registry-edge.yaml']);
+  assert.equal(good.code, 0, good.stderr);
+  assert.equal((JSON.parse(good.stdout) as { http: { addr: string } }).http.addr, '0.0.0.0:5000');
+});
+
+test('the reference lists every key with its env name', () => {
+  const ref = configReference();
+  for (const k of KEYS) assert.ok(ref.includes(`\`${envName(k.path)}\``), k.path);
+});
