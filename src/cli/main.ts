@@ -1,4 +1,5 @@
 /** Command line: `serve`, `config check`, `config reference`. */
+import { CERTS_USAGE, runCertsCommand } from '../certs/cli.js';
 import { ConfigError, configReference, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { startEdge } from '../edge.js';
@@ -7,7 +8,8 @@ import { createLogger } from '../log/logger.js';
 const USAGE = `usage:
   registry-edge serve [--config FILE]          start the edge (default config/registry-edge.yaml)
   registry-edge config check [--config FILE]   validate a config and print it resolved
-  registry-edge config reference               print every config key as Markdown`;
+  registry-edge config reference               print every config key as Markdown
+${CERTS_USAGE.replace(/^usage:\n/, '')}`;
 
 const DEFAULT_CONFIG = 'config/registry-edge.yaml';
 
@@ -50,6 +52,10 @@ export async function main(argv: string[]): Promise<void> {
   const [command, sub, ...rest] = argv;
   try {
     if (command === 'serve') return await serve(argv.slice(1));
+    if (command === 'certs') {
+      process.exitCode = await runCertsCommand(argv.slice(1), process.stdout, process.stderr);
+      return;
+    }
     if (command === 'config' && sub === 'check') {
       process.stdout.write(JSON.stringify(load(rest), null, 2) + '\n');
       return;
