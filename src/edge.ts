@@ -16,11 +16,16 @@ import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { BlobService } from './proxy/blob-service.js';
 import { ManifestService } from './proxy/manifest-service.js';
-import { UpstreamClient } from './upstream/client.js';
+import { Agent } from 'undici';
+import { TlsListener } from './http/tls.js';
+import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
+import { parseTrustedProxies } from './upstream/client-address.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;
   readonly adminAddress: string;
+  /** Applies what can change without a restart: the upstream list and the TLS pair. */
+  reload(config: Config): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,7 +59,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const up = config.upstream;
   const upstream = new UpstreamClient(
     {
-      urls: config.upstreams.map((u) => u.url),
+      servers: upstreamServers(config),
+      balance: up.balance,
       connectTimeoutMs: up.connect_timeout * 1000,
       headersTimeoutMs: up.headers_timeout * 1000,
       bodyTimeoutMs: up.body_timeout * 1000,
@@ -62,6 +68,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       maxRedirects: up.max_redirects,
       credentials: up.auth.username ? { username: up.auth.username, password: up.auth.password } : undefined,
       realms: up.auth.realms,
+      healthIntervalMs: up.health.interval * 1000,
+      healthTimeoutMs: up.health.timeout * 1000,
     },
     metrics,
     log,
@@ -75,27 +83,55 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     metrics,
     log,
   );
+  const tokenAgent = new Agent({ connect: { timeout: up.connect_timeout * 1000 } });
+  const router = createRouter({
+    blobs,
+    manifests,
+    forward: {
+      upstream,
+      hostHeader: up.host_header,
+      tokenRealm: (ex) => (config.token.path && config.token.url ? `${ex.base}${config.token.path}` : undefined),
+    },
+    mode,
+    publicHost: config.http.host,
+    trustedProxies: parseTrustedProxies(config.http.trusted_proxies),
+    token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: up.headers_timeout * 1000 },
+    manifestMaxBytes: config.cache.manifest_max_bytes,
+    metrics,
+    log,
+  });
 
-  const server: Server = createServer(
-    { headersTimeout: config.http.headers_timeout * 1000, requestTimeout: 0, keepAliveTimeout: config.http.idle_timeout * 1000 },
-    createRouter({ blobs, manifests, upstream, mode, metrics, log }),
-  );
-  // Idle sockets (no bytes either way) are closed after body_timeout, as nginx's proxy_read_timeout.
-  server.setTimeout(config.http.body_timeout * 1000);
+  const serverOptions = { headersTimeout: config.http.headers_timeout * 1000, keepAliveTimeout: config.http.idle_timeout * 1000 };
+  const { certificate, key } = config.http.tls;
+  const tls = certificate && key ? await TlsListener.create({ certificate, key }, serverOptions, router, log) : undefined;
+  const servers: Server[] = [tls?.server ?? createServer({ ...serverOptions, requestTimeout: 0 }, router)];
+  if (config.http.plain_addr) servers.push(createServer({ ...serverOptions, requestTimeout: 0 }, router));
+  // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
+  for (const server of servers) server.setTimeout(config.http.body_timeout * 1000);
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheDir: layout.root, upstreams: upstream.origins, readyTimeoutMs: READY_TIMEOUT_MS }),
+    createAdminHandler({ metrics, cacheDir: layout.root, upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
   );
-  const httpAddress = await listen(server, config.http.addr);
+  const httpAddress = await listen(servers[0] as Server, config.http.addr);
+  const plainAddress = servers[1] ? await listen(servers[1], config.http.plain_addr) : undefined;
   const adminAddress = await listen(admin, config.admin.addr);
-  log.info({ httpAddress, adminAddress, upstreams: upstream.origins, cacheDir: layout.root, mode }, 'registry-edge listening');
+  log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: upstream.urls, cacheDir: layout.root, mode }, 'registry-edge listening');
 
   return {
     httpAddress,
     adminAddress,
+    async reload(next: Config) {
+      upstream.update(upstreamServers(next));
+      if (tls) await tls.reload('reload');
+    },
     async close() {
-      await Promise.all([closeServer(server, SHUTDOWN_GRACE_MS), closeServer(admin, 0)]);
+      tls?.stopWatching();
+      await Promise.all([...servers.map((s) => closeServer(s, SHUTDOWN_GRACE_MS)), closeServer(admin, 0)]);
       await blobCache.drain();
-      await upstream.close();
+      await Promise.all([upstream.close(), tokenAgent.close()]);
     },
   };
+}
+
+function upstreamServers(config: Config): UpstreamServer[] {
+  return config.upstreams.map((u) => ({ url: u.url, weight: u.weight, maxFails: u.max_fails, failTimeoutMs: u.fail_timeout * 1000, backup: u.backup }));
 }

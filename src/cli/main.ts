@@ -25,7 +25,8 @@ function load(args: string[]): Config {
 }
 
 async function serve(args: string[]): Promise<void> {
-  const config = load(args);
+  const file = option(args, '--config') ?? DEFAULT_CONFIG;
+  const config = loadConfig({ file });
   const log = createLogger(config.log.level);
   const edge = await startEdge(config, log);
   let stopping = false;
@@ -44,6 +45,17 @@ async function serve(args: string[]): Promise<void> {
       },
     );
   };
+  // SIGHUP, as nginx: re-read the config file, apply the upstream list and TLS files; keep the old on error.
+  process.on('SIGHUP', () => {
+    let next: Config;
+    try {
+      next = loadConfig({ file });
+    } catch (err) {
+      log.error({ problems: err instanceof ConfigError ? err.problems : [(err as Error).message] }, 'config reload refused');
+      return;
+    }
+    edge.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

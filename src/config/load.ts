@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { load as parseYaml } from 'js-yaml';
-import { KEYS, envName, type Config, type KeySpec } from './schema.js';
+import { KEYS, envName, type Config, type KeySpec, type UpstreamConfig } from './schema.js';
 import { parseBytes, parseDuration } from './units.js';
 
 export class ConfigError extends Error {
@@ -96,9 +96,15 @@ function coerce(spec: KeySpec, raw: unknown, fromEnv: boolean): [unknown] | stri
     case 'enum':
       return typeof raw === 'string' && spec.values?.includes(raw) ? [raw] : bad(`one of ${spec.values?.join(', ')}`);
     case 'addr': {
+      if (spec.optional && raw === '') return [''];
       const m = typeof raw === 'string' ? /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(raw) : null;
       if (!m || Number(m[2]) > 65535) return bad('host:port, e.g. 0.0.0.0:5000 or [::]:5000');
       return [raw];
+    }
+    case 'url': {
+      if (spec.optional && raw === '') return [''];
+      const url = typeof raw === 'string' ? validateUrl(raw) : undefined;
+      return url === undefined ? bad('an http:// or https:// URL') : [url];
     }
     case 'strings': {
       const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
@@ -108,16 +114,36 @@ function coerce(spec: KeySpec, raw: unknown, fromEnv: boolean): [unknown] | stri
     case 'upstreams': {
       const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
       if (!Array.isArray(list) || list.length === 0) return bad('a non-empty list of upstream URLs (env: comma-separated)');
-      const out: Array<{ url: string }> = [];
+      const out: UpstreamConfig[] = [];
       for (const item of list) {
-        const text = typeof item === 'string' ? item : isTree(item) && typeof item.url === 'string' ? item.url : undefined;
-        const url = text === undefined ? undefined : validateUrl(text);
-        if (url === undefined) return `${where}: ${show(item)} is not allowed; expected an http:// or https:// URL or {url: ...}`;
-        out.push({ url });
+        const server = upstreamServer(item);
+        if (typeof server === 'string') return `${where}: ${show(item)} is not allowed; ${server}`;
+        out.push(server);
       }
+      if (new Set(out.map((u) => u.url)).size !== out.length) return `${where}: the same URL is listed twice`;
+      if (out.every((u) => u.backup)) return `${where}: at least one upstream must not be a backup`;
       return [out];
     }
   }
+}
+
+const SERVER_KEYS = new Set(['url', 'weight', 'max_fails', 'fail_timeout', 'backup']);
+
+/** One `upstreams:` entry, with nginx's defaults (weight 1, max_fails 1, fail_timeout 10s). */
+function upstreamServer(item: unknown): UpstreamConfig | string {
+  const entry: Tree = typeof item === 'string' ? { url: item } : isTree(item) ? item : {};
+  const unknown = Object.keys(entry).filter((k) => !SERVER_KEYS.has(k));
+  if (unknown.length) return `unknown upstream key ${unknown.join(', ')}; allowed: ${[...SERVER_KEYS].join(', ')}`;
+  const url = typeof entry.url === 'string' ? validateUrl(entry.url) : undefined;
+  if (url === undefined) return 'expected an http:// or https:// URL or {url: ..., weight, max_fails, fail_timeout, backup}';
+  const weight = entry.weight ?? 1;
+  const maxFails = entry.max_fails ?? 1;
+  const failTimeout = parseDuration(entry.fail_timeout ?? '10s');
+  if (typeof weight !== 'number' || !Number.isSafeInteger(weight) || weight < 1) return 'weight must be an integer >= 1';
+  if (typeof maxFails !== 'number' || !Number.isSafeInteger(maxFails) || maxFails < 0) return 'max_fails must be an integer >= 0';
+  if (failTimeout === undefined || failTimeout <= 0) return 'fail_timeout must be a duration like 10s';
+  if (entry.backup !== undefined && typeof entry.backup !== 'boolean') return 'backup must be true or false';
+  return { url, weight, max_fails: maxFails, fail_timeout: failTimeout, backup: entry.backup === true };
 }
 
 export interface LoadOptions {

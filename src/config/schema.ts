@@ -3,7 +3,7 @@
  * env overrides (`REGISTRY_EDGE_<PATH>`) and `config reference` all read this table,
  * so a key cannot exist in one place and be missing from another.
  */
-export type KeyType = 'string' | 'int' | 'bytes' | 'duration' | 'bool' | 'addr' | 'enum' | 'upstreams' | 'strings';
+export type KeyType = 'string' | 'int' | 'bytes' | 'duration' | 'bool' | 'addr' | 'url' | 'enum' | 'upstreams' | 'strings';
 
 export interface KeySpec {
   readonly path: string;
@@ -12,17 +12,27 @@ export interface KeySpec {
   readonly doc: string;
   readonly values?: readonly string[];
   readonly min?: number;
+  /** '' is allowed and means "off" (for addr and url keys). */
+  readonly optional?: boolean;
 }
 
 export const KEYS: readonly KeySpec[] = [
   { path: 'log.level', type: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'pino log level; access log lines are at info.' },
   { path: 'http.addr', type: 'addr', default: '0.0.0.0:5000', doc: 'host:port of the client listener (registry API).' },
-  { path: 'http.host', type: 'string', default: '', doc: 'Public base URL of the edge (as registry:2 http.host), used to rewrite Location headers; empty means the request\'s Host.' },
+  { path: 'http.host', type: 'url', optional: true, default: '', doc: 'Public base URL of the edge (as registry:2 http.host), e.g. https://hub.example.internal; Location, Link and token realms are rewritten to it. Empty: the scheme and Host of each request.' },
+  { path: 'http.tls.certificate', type: 'string', default: '', doc: 'PEM certificate chain for the client listener; with http.tls.key it makes http.addr HTTPS (TLS 1.2 and 1.3). Reloaded when the file changes or on SIGHUP.' },
+  { path: 'http.tls.key', type: 'string', default: '', doc: 'PEM private key for http.tls.certificate.' },
+  { path: 'http.plain_addr', type: 'addr', optional: true, default: '', doc: 'Optional second listener speaking plain HTTP (in-cluster clients); empty: off.' },
+  { path: 'http.trusted_proxies', type: 'strings', default: [], doc: 'Peers (IPs or CIDRs) whose X-Forwarded-For / X-Real-IP are believed (LVS/F5 in front); others are taken by their socket address.' },
   { path: 'http.headers_timeout', type: 'duration', default: '60s', min: 1, doc: 'Time a client has to send its request headers.' },
   { path: 'http.idle_timeout', type: 'duration', default: '75s', min: 1, doc: 'Keep-alive idle time of client connections.' },
   { path: 'http.body_timeout', type: 'duration', default: '900s', min: 1, doc: 'Longest pause in a request or response body before the connection is closed (nginx proxy_read_timeout).' },
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
-  { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry base URLs (list of strings, or of {url}). Env: comma-separated.' },
+  { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry instances: URLs, or {url, weight, max_fails, fail_timeout, backup} as nginx server lines. Env: comma-separated URLs. Reloaded on SIGHUP.' },
+  { path: 'upstream.balance', type: 'enum', default: 'ip_hash', values: ['ip_hash', 'round_robin', 'least_conn'], doc: 'How a request picks an instance. ip_hash: by client address (IPv4 /24, whole IPv6) with rendezvous hashing, so removing an instance moves only its clients.' },
+  { path: 'upstream.host_header', type: 'enum', default: 'upstream', values: ['upstream', 'client'], doc: 'Host sent upstream on passed-through requests: the instance\'s own, or the client\'s (nginx proxy_set_header Host $host).' },
+  { path: 'upstream.health.interval', type: 'duration', default: '5s', min: 0, doc: 'Active health check period (GET /v2/ on each instance; any HTTP answer below 500 is healthy); 0 turns it off.' },
+  { path: 'upstream.health.timeout', type: 'duration', default: '2s', min: 0.001, doc: 'Timeout of one active health check.' },
   { path: 'upstream.connect_timeout', type: 'duration', default: '10s', min: 0.001, doc: 'TCP+TLS connect timeout to an upstream instance.' },
   { path: 'upstream.headers_timeout', type: 'duration', default: '60s', min: 0.001, doc: 'Time the upstream has to answer with headers.' },
   { path: 'upstream.body_timeout', type: 'duration', default: '900s', min: 0.001, doc: 'Longest pause between two chunks of an upstream body.' },
@@ -31,6 +41,8 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'upstream.auth.username', type: 'string', default: '', doc: 'Basic credentials of the edge itself, for its token requests and basic challenges.' },
   { path: 'upstream.auth.password', type: 'string', default: '', doc: 'Password for upstream.auth.username (prefer the env override).' },
   { path: 'upstream.auth.realms', type: 'strings', default: [], doc: 'Hosts allowed as token realms besides the upstream hosts themselves (Docker Hub: auth.docker.io). The edge never sends credentials elsewhere.' },
+  { path: 'token.path', type: 'string', default: '', doc: 'Path of the token route on the edge (e.g. /token or /ECA/token); requests to it are forwarded to token.url, and every Bearer realm passing through is rewritten to it. Empty: off.' },
+  { path: 'token.url', type: 'url', optional: true, default: '', doc: 'The token service (auth realm) the token route forwards to, e.g. https://auth.example.internal:9090/token.' },
   { path: 'auth.mode', type: 'enum', default: 'public', values: ['public', 'passthrough'], doc: 'public: the edge pulls with its own upstream credentials and serves anyone. passthrough: client Authorization is forwarded upstream and challenges are passed back.' },
   { path: 'cache.dir', type: 'string', default: './data', doc: 'Cache directory (blobs, manifests, tags, temp fills on the same filesystem).' },
   { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Blob cache size; least recently used blobs are evicted beyond it.' },
@@ -42,6 +54,11 @@ export const KEYS: readonly KeySpec[] = [
 
 export interface UpstreamConfig {
   readonly url: string;
+  readonly weight: number;
+  readonly max_fails: number;
+  /** seconds */
+  readonly fail_timeout: number;
+  readonly backup: boolean;
 }
 
 export interface Config {
@@ -49,6 +66,9 @@ export interface Config {
   readonly http: {
     readonly addr: string;
     readonly host: string;
+    readonly tls: { readonly certificate: string; readonly key: string };
+    readonly plain_addr: string;
+    readonly trusted_proxies: readonly string[];
     readonly headers_timeout: number;
     readonly idle_timeout: number;
     readonly body_timeout: number;
@@ -56,6 +76,9 @@ export interface Config {
   readonly admin: { readonly addr: string };
   readonly upstreams: readonly UpstreamConfig[];
   readonly upstream: {
+    readonly balance: 'ip_hash' | 'round_robin' | 'least_conn';
+    readonly host_header: 'upstream' | 'client';
+    readonly health: { readonly interval: number; readonly timeout: number };
     readonly connect_timeout: number;
     readonly headers_timeout: number;
     readonly body_timeout: number;
@@ -63,6 +86,7 @@ export interface Config {
     readonly max_redirects: number;
     readonly auth: { readonly username: string; readonly password: string; readonly realms: readonly string[] };
   };
+  readonly token: { readonly path: string; readonly url: string };
   readonly auth: { readonly mode: 'public' | 'passthrough' };
   readonly cache: {
     readonly dir: string;

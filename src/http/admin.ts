@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 export interface AdminDeps {
   readonly metrics: Metrics;
   readonly cacheDir: string;
-  readonly upstreams: readonly string[];
+  readonly upstreams: () => readonly string[];
   readonly readyTimeoutMs: number;
 }
 
@@ -25,7 +25,7 @@ async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean>
 
 async function readiness(deps: AdminDeps): Promise<{ ready: boolean; cache: boolean; upstream: boolean }> {
   const cache = await access(deps.cacheDir, constants.W_OK).then(() => true, () => false);
-  const answers = await Promise.all(deps.upstreams.map((u) => upstreamAnswers(u, deps.readyTimeoutMs)));
+  const answers = await Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs)));
   const upstream = answers.some(Boolean);
   return { ready: cache && upstream, cache, upstream };
 }

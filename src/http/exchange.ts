@@ -7,6 +7,12 @@ export interface Exchange {
   readonly path: string;
   readonly query: string;
   readonly startedAt: number;
+  /** The client's address: the socket peer, or what a trusted proxy in front says. */
+  readonly client: string;
+  /** The request came over TLS. */
+  readonly secure: boolean;
+  /** The edge's public base URL for this request (http.host, or scheme + Host). */
+  readonly base: string;
   route: string;
   /** hit | miss | follow | revalidated | stale | pass: how the cache answered. */
   cache: string | undefined;

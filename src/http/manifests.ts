@@ -3,6 +3,7 @@ import { parseAccept } from '../oci/media-types.js';
 import type { Reference } from '../oci/request.js';
 import type { ManifestService } from '../proxy/manifest-service.js';
 import { header, type Exchange } from './exchange.js';
+import { BoundedTee, forward, type ForwardSettings } from './forward.js';
 import { API_VERSION_HEADER } from './respond.js';
 
 export async function serveManifest(ex: Exchange, manifests: ManifestService, name: string, reference: Reference): Promise<void> {
@@ -25,4 +26,33 @@ export async function serveManifest(ex: Exchange, manifests: ManifestService, na
     [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
   });
   ex.res.end(ex.req.method === 'HEAD' ? undefined : manifest.bytes);
+}
+
+/**
+ * PUT of a manifest goes to the upstream; when it is accepted under a tag, the edge's
+ * own tag mapping follows, so a pull through this edge right after the push sees it.
+ */
+export async function pushManifest(
+  ex: Exchange,
+  settings: ForwardSettings,
+  manifests: ManifestService,
+  name: string,
+  reference: Reference,
+  maxBytes: number,
+): Promise<void> {
+  const tee = new BoundedTee(maxBytes);
+  ex.req.pipe(tee);
+  const authorization = header(ex.req, 'authorization');
+  const res = await forward(ex, settings, { auth: authorization ? { kind: 'client', header: authorization } : undefined, body: tee });
+  if (reference.kind !== 'tag') return;
+  const digest = res.headers['docker-content-digest'];
+  const bytes = tee.bytes();
+  await manifests.recordPush({
+    name,
+    tag: reference.tag,
+    accepted: res.status === 201,
+    digest: typeof digest === 'string' ? digest : undefined,
+    mediaType: header(ex.req, 'content-type')?.split(';')[0]?.trim(),
+    bytes,
+  });
 }

@@ -1,8 +1,11 @@
 /**
  * The client-facing request handler: parse once into a validated request, dispatch by
- * route, turn every failure into the OCI error envelope, and log one line per request.
+ * route and method, turn every failure into the OCI error envelope, and log one line
+ * per request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { Dispatcher } from 'undici';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../oci/errors.js';
@@ -10,61 +13,93 @@ import { parseDistributionPath, type DistributionRequest } from '../oci/request.
 import type { BlobService } from '../proxy/blob-service.js';
 import type { ManifestService } from '../proxy/manifest-service.js';
 import { UpstreamAnswer } from '../proxy/upstream-answer.js';
-import { pullScope, type AuthMode } from '../proxy/upstream-auth.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import { pullScope, upstreamAuth, type AuthMode } from '../proxy/upstream-auth.js';
+import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
 import { getBlob, headBlob } from './blobs.js';
 import type { Exchange } from './exchange.js';
-import { serveManifest } from './manifests.js';
-import { passThrough } from './passthrough.js';
+import { forward, type ForwardSettings } from './forward.js';
+import { pushManifest, serveManifest } from './manifests.js';
 import { API_VERSION_HEADER, sendError } from './respond.js';
+import { publicBase, rewriteRealm } from './rewrite.js';
+import { forwardToken } from './token-route.js';
 
 export interface RouterDeps {
   readonly blobs: BlobService;
   readonly manifests: ManifestService;
-  readonly upstream: UpstreamClient;
+  readonly forward: ForwardSettings;
   readonly mode: AuthMode;
+  readonly publicHost: string;
+  readonly trustedProxies: TrustedProxies;
+  readonly token: { readonly path: string; readonly url: string; readonly dispatcher: Dispatcher; readonly timeoutMs: number };
+  readonly manifestMaxBytes: number;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
 
 const BASE_BODY = '{}';
 
+/** What the edge answers itself, from its cache, and what it forwards; by route and method. */
 async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterDeps): Promise<void> {
-  const method = ex.req.method;
-  if (method !== 'GET' && method !== 'HEAD') {
-    throw new RegistryError('UNSUPPORTED', `${method} is not supported by this edge; it serves pulls`, { route: parsed.route });
-  }
+  const method = ex.req.method ?? 'GET';
+  const read = method === 'GET' || method === 'HEAD';
+  const clientAuth = ex.req.headers.authorization;
+  const asClient = { auth: clientAuth ? { kind: 'client' as const, header: clientAuth } : undefined };
   switch (parsed.route) {
     case 'base':
-      if (deps.mode === 'passthrough') return passThrough(ex, deps.upstream, deps.mode, '');
+      if (!read) break;
+      if (deps.mode === 'passthrough') return void (await forward(ex, deps.forward, asClient));
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
-      return method === 'HEAD' ? headBlob(ex, deps.blobs, parsed.name, parsed.digest) : getBlob(ex, deps.blobs, parsed.name, parsed.digest);
+      if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
+      if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
+      if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));
+      break;
     case 'manifest':
-      return serveManifest(ex, deps.manifests, parsed.name, parsed.reference);
+      if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference);
+      if (method === 'PUT') return pushManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference, deps.manifestMaxBytes);
+      if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));
+      break;
+    case 'upload':
+      return void (await forward(ex, deps.forward, asClient));
     case 'tags':
     case 'referrers':
-      return passThrough(ex, deps.upstream, deps.mode, pullScope(parsed.name));
+      if (!read) break;
+      return void (await forward(ex, deps.forward, { auth: upstreamAuth(deps.mode, pullScope(parsed.name), clientAuth) }));
     case 'catalog':
-      return passThrough(ex, deps.upstream, deps.mode, 'registry:catalog:*');
-    case 'upload':
-      throw new RegistryError('UNSUPPORTED', 'pushes are not supported by this edge', { route: parsed.route });
+      if (!read) break;
+      return void (await forward(ex, deps.forward, { auth: upstreamAuth(deps.mode, 'registry:catalog:*', clientAuth) }));
   }
+  throw new RegistryError('UNSUPPORTED', `${method} is not supported on this route`, { route: parsed.route });
 }
 
 export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { metrics, log } = deps;
+  const { tokenRealm } = deps.forward;
+  const fail = (ex: Exchange, err: unknown): void => {
+    ex.error = err;
+    const realm = tokenRealm(ex);
+    const challenge = err instanceof UpstreamAnswer ? err.headers['www-authenticate'] : undefined;
+    if (realm && challenge && err instanceof UpstreamAnswer) {
+      sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body));
+      return;
+    }
+    sendError(ex.res, err);
+  };
   return (req, res) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
+    const secure = (req.socket as TLSSocket).encrypted === true;
     const ex: Exchange = {
       req,
       res,
       path: q < 0 ? url : url.slice(0, q),
       query: q < 0 ? '' : url.slice(q),
       startedAt: performance.now(),
+      client: clientAddress(req.socket.remoteAddress, req.headers, deps.trustedProxies),
+      secure,
+      base: publicBase(deps.publicHost, secure, req.headers.host),
       route: 'unknown',
       cache: undefined,
       source: undefined,
@@ -80,7 +115,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       metrics.httpRequests.inc({ route: ex.route, method: req.method ?? '', status: String(status) });
       metrics.httpDuration.observe({ route: ex.route }, seconds);
       if (ex.source) metrics.servedBytes.inc({ source: ex.source }, completed ? ex.bodyBytes : sent);
-      if (ex.route === 'blob' && ex.cache !== undefined) {
+      if (ex.route === 'blob' && ex.cache !== undefined && ex.cache !== 'pass') {
         metrics.cacheRequests.inc({ kind: 'blob', result: ex.cache === 'hit' ? 'hit' : 'miss' });
       }
       const entry = {
@@ -91,7 +126,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
         bytes: sent,
         durationMs: Math.round(seconds * 1e4) / 10,
         cache: ex.cache,
-        client: req.socket.remoteAddress,
+        client: ex.client,
         completed,
       };
       if (ex.error && !(ex.error instanceof RegistryError) && !(ex.error instanceof UpstreamAnswer)) {
@@ -100,23 +135,24 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
         log.info(entry, 'request');
       }
     });
+    if (deps.token.path && deps.token.url && ex.path === deps.token.path) {
+      ex.route = 'token';
+      forwardToken(ex, deps.token.url, deps.token.dispatcher, deps.token.timeoutMs).catch((err: unknown) => fail(ex, err));
+      return;
+    }
     let parsed: DistributionRequest | undefined;
     try {
       parsed = parseDistributionPath(ex.path);
     } catch (err) {
       ex.route = 'invalid';
-      ex.error = err;
-      sendError(res, err);
+      fail(ex, err);
       return;
     }
     if (!parsed) {
-      sendError(res, new RegistryError('NAME_UNKNOWN', 'not a registry API path', { path: ex.path.slice(0, 200) }, 404));
+      fail(ex, new RegistryError('NAME_UNKNOWN', 'not a registry API path', { path: ex.path.slice(0, 200) }, 404));
       return;
     }
     ex.route = parsed.route;
-    dispatch(ex, parsed, deps).catch((err: unknown) => {
-      ex.error = err;
-      sendError(res, err);
-    });
+    dispatch(ex, parsed, deps).catch((err: unknown) => fail(ex, err));
   };
 }

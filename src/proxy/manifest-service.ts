@@ -66,6 +66,23 @@ export class ManifestService {
     return result;
   }
 
+  /**
+   * A manifest pushed through the edge under a tag: stored and mapped when its bytes
+   * match the digest the upstream gave; otherwise the old mapping is dropped, so the
+   * next pull asks the upstream.
+   */
+  async recordPush(push: { name: string; tag: string; accepted: boolean; digest: string | undefined; mediaType: string | undefined; bytes: Buffer | undefined }): Promise<void> {
+    if (!push.accepted) return;
+    const digest = parseDigest(push.digest ?? '');
+    const { bytes, mediaType } = push;
+    if (!digest || !bytes || !mediaType || createHash(digest.algorithm).update(bytes).digest('hex') !== digest.hex) {
+      await this.store.deleteTag(push.name, push.tag);
+      return;
+    }
+    await this.store.put(digest, mediaType, bytes);
+    await this.store.putTag(push.name, push.tag, { digest: digest.value, mediaType, confirmedAt: this.now() });
+  }
+
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
     const stored = await this.store.get(digest);
     if (stored && accepts(req.accepted, stored.mediaType)) return { manifest: stored, source: 'hit' };

@@ -1,19 +1,33 @@
 /**
- * Requests to the upstream registry: one keep-alive undici Pool per instance, failover
- * to the next instance for idempotent requests that cannot connect, the edge's own
- * credentials (bearer challenge or basic) or the client's Authorization, and redirects
- * to object storage followed without the registry's Authorization.
+ * Requests to the upstream registry instances: one keep-alive undici Pool per
+ * instance, chosen per request by the balancer (ip_hash affinity, round robin or
+ * least_conn) with passive and active health; idempotent requests that cannot
+ * connect go to the next instance. Cache fills carry the edge's own credentials
+ * (bearer challenge or basic) or the client's Authorization, and follow redirects to
+ * object storage without the registry's Authorization.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../oci/errors.js';
+import { Balancer, type ServerSpec, type Strategy } from './balancer.js';
 import { parseChallenge } from './challenge.js';
 import { TokenCache, TokenError, type Credentials } from './tokens.js';
 
+export interface UpstreamServer {
+  readonly url: string;
+  readonly weight: number;
+  readonly maxFails: number;
+  readonly failTimeoutMs: number;
+  readonly backup: boolean;
+}
+
 export interface UpstreamOptions {
-  readonly urls: readonly string[];
+  readonly servers: readonly UpstreamServer[];
+  readonly balance: Strategy;
   readonly connectTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
@@ -21,20 +35,26 @@ export interface UpstreamOptions {
   readonly maxRedirects: number;
   readonly credentials: Credentials | undefined;
   readonly realms: readonly string[];
+  readonly healthIntervalMs: number;
+  readonly healthTimeoutMs: number;
 }
 
+export type UpstreamAuth = { readonly kind: 'edge'; readonly scope: string } | { readonly kind: 'client'; readonly header: string } | undefined;
+
 export interface UpstreamRequest {
-  readonly method: 'GET' | 'HEAD';
+  readonly method: string;
   /** Path below the instance's base URL, with its query, e.g. `/v2/library/alpine/manifests/3`. */
   readonly path: string;
   readonly headers?: Record<string, string>;
-  /**
-   * 'edge': the edge's own credentials, for the token scope given.
-   * A string: the client's Authorization header, forwarded as it is.
-   * undefined: anonymous.
-   */
-  readonly auth: { readonly kind: 'edge'; readonly scope: string } | { readonly kind: 'client'; readonly header: string } | undefined;
+  /** 'edge': the edge's own credentials for that token scope; 'client': forwarded as is; undefined: anonymous. */
+  readonly auth: UpstreamAuth;
   readonly followRedirects?: boolean;
+  /** The client's address, for ip_hash affinity. */
+  readonly client?: string | undefined;
+  /** Pins the request to one instance (an upload session), by Instance.key. */
+  readonly instanceKey?: string | undefined;
+  /** A request body streamed upstream; such requests are never retried on another instance. */
+  readonly body?: Readable | undefined;
 }
 
 export interface UpstreamResponse {
@@ -42,18 +62,23 @@ export interface UpstreamResponse {
   readonly headers: IncomingHttpHeaders;
   /** Must be consumed or destroyed: undici reuses the connection only then. */
   readonly body: Dispatcher.ResponseData['body'];
-  /** Origin of the instance that answered (for logs). */
-  readonly instance: string;
+  /** The instance that answered. */
+  readonly instance: Instance;
 }
 
-interface Instance {
+export interface Instance {
+  /** The configured URL (origin + base path), also the balancer id. */
+  readonly url: string;
   readonly origin: string;
   readonly basePath: string;
-  readonly pool: Pool;
+  /** Short stable name for this instance, used in rewritten upload URLs. */
+  readonly key: string;
   readonly label: string;
+  readonly pool: Pool;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const IDEMPOTENT = new Set(['GET', 'HEAD']);
 
 /** Errors where the request never reached the upstream application, so trying another instance is safe. */
 function isConnectError(err: unknown): boolean {
@@ -63,49 +88,126 @@ function isConnectError(err: unknown): boolean {
     || code === 'EPIPE';
 }
 
+export function instanceKey(url: string): string {
+  return createHash('sha256').update(url).digest('base64url').slice(0, 10);
+}
+
+function toSpec(s: UpstreamServer): ServerSpec {
+  return { id: s.url, weight: s.weight, maxFails: s.maxFails, failTimeoutMs: s.failTimeoutMs, backup: s.backup };
+}
+
 export class UpstreamClient {
-  private readonly instances: readonly Instance[];
+  private instances = new Map<string, Instance>();
+  private readonly balancer: Balancer;
   private readonly agent: Agent;
-  private readonly tokens: TokenCache;
+  private tokens: TokenCache;
   private readonly opts: UpstreamOptions;
   private readonly metrics: Metrics;
   private readonly log: Logger;
+  private readonly dispatcherOpts: Pool.Options;
+  private healthTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: UpstreamOptions, metrics: Metrics, log: Logger) {
     this.opts = opts;
     this.metrics = metrics;
     this.log = log;
-    const dispatcherOpts = {
+    this.dispatcherOpts = {
       connections: opts.connections,
       connect: { timeout: opts.connectTimeoutMs },
       headersTimeout: opts.headersTimeoutMs,
       bodyTimeout: opts.bodyTimeoutMs,
       keepAliveTimeout: 30_000,
     };
-    this.instances = opts.urls.map((u) => {
-      const url = new URL(u);
-      return { origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), pool: new Pool(url.origin, dispatcherOpts), label: url.host };
-    });
-    this.agent = new Agent(dispatcherOpts);
-    const hosts = [...opts.realms, ...this.instances.map((i) => new URL(i.origin).host)];
-    this.tokens = new TokenCache({ allowedHosts: hosts, credentials: opts.credentials, dispatcher: this.agent });
+    this.agent = new Agent(this.dispatcherOpts);
+    this.balancer = new Balancer(opts.servers.map(toSpec), opts.balance);
+    this.tokens = this.makeTokens(opts.servers);
+    this.setServers(opts.servers);
+    if (opts.healthIntervalMs > 0) {
+      this.healthTimer = setInterval(() => void this.probeAll(), opts.healthIntervalMs);
+      this.healthTimer.unref();
+    }
   }
 
-  /** Instance origins, in the order they are tried. */
-  get origins(): string[] {
-    return this.instances.map((i) => i.origin);
+  private makeTokens(servers: readonly UpstreamServer[]): TokenCache {
+    const hosts = [...this.opts.realms, ...servers.map((s) => new URL(s.url).host)];
+    return new TokenCache({ allowedHosts: hosts, credentials: this.opts.credentials, dispatcher: this.agent });
+  }
+
+  private setServers(servers: readonly UpstreamServer[]): void {
+    const next = new Map<string, Instance>();
+    for (const s of servers) {
+      const existing = this.instances.get(s.url);
+      if (existing) {
+        next.set(s.url, existing);
+        continue;
+      }
+      const url = new URL(s.url);
+      next.set(s.url, {
+        url: s.url,
+        origin: url.origin,
+        basePath: url.pathname.replace(/\/+$/, ''),
+        key: instanceKey(s.url),
+        label: url.host,
+        pool: new Pool(url.origin, this.dispatcherOpts),
+      });
+    }
+    for (const [url, old] of this.instances) {
+      // In-flight requests on a removed instance finish; the pool closes after them.
+      if (!next.has(url)) void old.pool.close().catch(() => undefined);
+    }
+    this.instances = next;
+  }
+
+  /** Replaces the instance list (config reload), keeping health state and pools of instances that stay. */
+  update(servers: readonly UpstreamServer[]): void {
+    this.balancer.update(servers.map(toSpec));
+    this.setServers(servers);
+    this.tokens = this.makeTokens(servers);
+    this.log.info({ upstreams: servers.map((s) => s.url) }, 'upstream instances updated');
+  }
+
+  /** Instance URLs as configured. */
+  get urls(): string[] {
+    return [...this.instances.keys()];
+  }
+
+  byKey(key: string): Instance | undefined {
+    for (const i of this.instances.values()) if (i.key === key) return i;
+    return undefined;
+  }
+
+  health(): Array<{ url: string; healthy: boolean }> {
+    return this.balancer.snapshot().map((s) => ({ url: s.id, healthy: s.healthy }));
+  }
+
+  private candidates(req: UpstreamRequest): Instance[] {
+    if (req.instanceKey) {
+      const pinned = this.byKey(req.instanceKey);
+      if (pinned) return [pinned];
+    }
+    const ordered = this.balancer.order(req.client).map((s) => this.instances.get(s.id)).filter((i): i is Instance => i !== undefined);
+    return req.body || !IDEMPOTENT.has(req.method) ? ordered.slice(0, 1) : ordered;
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     let lastError: unknown;
-    for (const instance of this.instances) {
+    for (const instance of this.candidates(req)) {
+      this.balancer.acquire(instance.url);
+      let res: UpstreamResponse;
       try {
-        return await this.requestInstance(instance, req);
+        res = await this.requestInstance(instance, req);
       } catch (err) {
+        this.balancer.release(instance.url);
         if (!isConnectError(err)) throw err;
+        this.balancer.reportFailure(instance.url);
         lastError = err;
-        this.log.warn({ upstream: instance.label, err: (err as Error).message, path: req.path }, 'upstream unreachable, trying the next instance');
+        this.log.warn({ upstream: instance.label, err: (err as Error).message, method: req.method, path: req.path }, 'upstream unreachable');
+        continue;
       }
+      res.body.once('close', () => this.balancer.release(instance.url));
+      if (res.status >= 500) this.balancer.reportFailure(instance.url);
+      else this.balancer.reportSuccess(instance.url);
+      return res;
     }
     throw new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { cause: (lastError as Error | undefined)?.message });
   }
@@ -117,12 +219,13 @@ export class UpstreamClient {
       const token = this.tokens.peek(req.auth.scope);
       if (token) headers.authorization = `Bearer ${token}`;
     }
-    let res = await this.send(instance.pool, instance, instance.basePath + req.path, req.method, headers);
-    if (res.statusCode === 401 && req.auth?.kind === 'edge') {
+    const path = instance.basePath + req.path;
+    let res = await this.send(instance.pool, instance, instance.origin, path, req.method, headers, req.body);
+    if (res.statusCode === 401 && req.auth?.kind === 'edge' && !req.body) {
       const authorization = await this.answerChallenge(res.headers['www-authenticate'], req.auth.scope);
       if (authorization) {
         await res.body.dump();
-        res = await this.send(instance.pool, instance, instance.basePath + req.path, req.method, { ...headers, authorization });
+        res = await this.send(instance.pool, instance, instance.origin, path, req.method, { ...headers, authorization });
       }
     }
     let redirects = 0;
@@ -130,29 +233,27 @@ export class UpstreamClient {
       const location = res.headers.location;
       if (typeof location !== 'string') break;
       await res.body.dump();
-      const target = new URL(location, instance.origin + instance.basePath + req.path);
+      const target = new URL(location, instance.origin + path);
       redirects += 1;
-      if (target.origin === instance.origin) {
-        res = await this.send(instance.pool, instance, target.pathname + target.search, req.method, headers);
-      } else {
-        // Object storage signs its URLs; the registry's credentials must not go there.
-        const { authorization: _dropped, ...rest } = headers;
-        res = await this.send(this.agent, instance, target.toString(), req.method, rest, target.origin);
-      }
+      const sameOrigin = target.origin === instance.origin;
+      // Object storage signs its URLs; the registry's credentials must not go there.
+      const { authorization: _dropped, ...anonymous } = headers;
+      res = await this.send(sameOrigin ? instance.pool : this.agent, instance, target.origin, target.pathname + target.search, req.method, sameOrigin ? headers : anonymous);
     }
-    return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, instance: instance.origin };
+    return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, instance };
   }
 
   private async send(
     dispatcher: Dispatcher,
     instance: Instance,
+    origin: string,
     path: string,
-    method: 'GET' | 'HEAD',
+    method: string,
     headers: Record<string, string>,
-    origin?: string,
+    body?: Readable,
   ): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
-    const res = await dispatcher.request(origin ? { origin, path: new URL(path).pathname + new URL(path).search, method, headers } : { origin: instance.origin, path, method, headers });
+    const res = await dispatcher.request({ origin, path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null });
     this.metrics.upstreamDuration.observe(
       { upstream: instance.label, method, status: `${Math.floor(res.statusCode / 100)}xx` },
       (performance.now() - started) / 1000,
@@ -178,7 +279,31 @@ export class UpstreamClient {
     }
   }
 
+  /** One active health check of every instance: any answer below 500 to GET /v2/ is healthy. */
+  async probeAll(): Promise<void> {
+    await Promise.all([...this.instances.values()].map(async (instance) => {
+      let healthy = false;
+      try {
+        const res = await instance.pool.request({
+          path: `${instance.basePath}/v2/`,
+          method: 'GET',
+          headersTimeout: this.opts.healthTimeoutMs,
+          bodyTimeout: this.opts.healthTimeoutMs,
+          signal: AbortSignal.timeout(this.opts.healthTimeoutMs),
+        });
+        await res.body.dump();
+        healthy = res.statusCode < 500;
+      } catch {
+        healthy = false;
+      }
+      const was = this.balancer.isHealthy(instance.url);
+      this.balancer.setProbeHealthy(instance.url, healthy);
+      if (was !== healthy) this.log.warn({ upstream: instance.label, healthy }, 'upstream health changed');
+    }));
+  }
+
   async close(): Promise<void> {
-    await Promise.all([...this.instances.map((i) => i.pool.close()), this.agent.close()]);
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    await Promise.all([...[...this.instances.values()].map((i) => i.pool.close()), this.agent.close()]);
   }
 }

@@ -27,7 +27,7 @@ test('the shipped config is a Docker Hub mirror on :5000 with the cache in ./dat
   const config = loadConfig({ file: 'config/registry-edge.yaml', env: {} });
   assert.equal(config.http.addr, '0.0.0.0:5000');
   assert.equal(config.cache.dir, './data');
-  assert.deepEqual(config.upstreams, [{ url: 'https://registry-1.docker.io' }]);
+  assert.deepEqual(config.upstreams.map((u) => u.url), ['https://registry-1.docker.io']);
   assert.equal(config.auth.mode, 'public');
   assert.ok(config.upstream.auth.realms.includes('auth.docker.io'));
 });
@@ -47,7 +47,10 @@ test('env overrides REGISTRY_EDGE_<PATH> win over the file', () => {
   });
   assert.equal(config.http.addr, '127.0.0.1:7000');
   assert.equal(config.admin.addr, '[::1]:7001');
-  assert.deepEqual(config.upstreams, [{ url: 'http://10.0.0.1:5000' }, { url: 'https://reg.example/prefix' }]);
+  assert.deepEqual(config.upstreams, [
+    { url: 'http://10.0.0.1:5000', weight: 1, max_fails: 1, fail_timeout: 10, backup: false },
+    { url: 'https://reg.example/prefix', weight: 1, max_fails: 1, fail_timeout: 10, backup: false },
+  ]);
   assert.equal(config.cache.dir, '/var/cache/edge');
   assert.equal(config.cache.maxsize, 20 * 1024 ** 3);
   assert.equal(config.cache.tag_ttl, 10);

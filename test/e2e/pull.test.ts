@@ -220,16 +220,18 @@ describe('pull-through: images, manifests, ranges, pass-through routes, errors',
     assert.equal(shim.stats.requests.length, 0, 'nothing malformed was forwarded');
   });
 
-  test('unknown content gets the upstream verdict; writes are refused with UNSUPPORTED', async () => {
+  test('unknown content gets the upstream verdict; methods a route does not have get UNSUPPORTED', async () => {
     const blob = await httpRequest(`${edge.url}/v2/${repo}/blobs/sha256:${'1'.repeat(64)}`);
     assert.equal(blob.status, 404);
     assert.match(blob.body.toString(), /BLOB_UNKNOWN/);
     const manifest = await httpRequest(`${edge.url}/v2/${repo}/manifests/nope`, { headers: { accept: OCI_MANIFEST } });
     assert.equal(manifest.status, 404);
     assert.match(manifest.body.toString(), /MANIFEST_UNKNOWN/);
-    const push = await httpRequest(`${edge.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-    assert.equal(push.status, 405);
-    assert.match(push.body.toString(), /UNSUPPORTED/);
+    for (const [method, p] of [['PATCH', `/v2/${repo}/manifests/1.0`], ['POST', '/v2/'], ['DELETE', `/v2/${repo}/tags/list`]] as const) {
+      const res = await httpRequest(`${edge.url}${p}`, { method });
+      assert.equal(res.status, 405, `${method} ${p}`);
+      assert.match(res.body.toString(), /UNSUPPORTED/);
+    }
     const other = await httpRequest(`${edge.url}/etc/passwd`);
     assert.equal(other.status, 404);
     assert.ok(JSON.parse(other.body.toString()).errors);

@@ -1,0 +1,102 @@
+/**
+ * TLS for the client listener: TLS 1.2 and 1.3 only, ALPN http/1.1, session tickets
+ * for resumption, and certificates reloaded when their files change or on SIGHUP
+ * without dropping open connections. A new pair that does not load (unreadable,
+ * malformed, key not matching the certificate) is refused and the old one keeps serving.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server as HttpsServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { basename, dirname, resolve } from 'node:path';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import type { Logger } from '../log/logger.js';
+
+export interface TlsFiles {
+  readonly certificate: string;
+  readonly key: string;
+}
+
+const PROTOCOL_OPTIONS = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' } as const;
+/** Editors and `cp` write a file in several steps: reload once they are done. */
+const SETTLE_MS = 200;
+
+async function loadPair(files: TlsFiles): Promise<SecureContextOptions> {
+  const [cert, key] = await Promise.all([readFile(files.certificate), readFile(files.key)]);
+  const options = { cert, key, ...PROTOCOL_OPTIONS };
+  // Throws on malformed PEM or a key that does not match the certificate.
+  createSecureContext(options);
+  return options;
+}
+
+export class TlsListener {
+  readonly server: HttpsServer;
+  private readonly files: TlsFiles;
+  private readonly log: Logger;
+  private readonly watchers: FSWatcher[] = [];
+  private settle: NodeJS.Timeout | undefined;
+  private loading: Promise<boolean> = Promise.resolve(true);
+
+  private constructor(server: HttpsServer, files: TlsFiles, log: Logger) {
+    this.server = server;
+    this.files = files;
+    this.log = log;
+  }
+
+  static async create(
+    files: TlsFiles,
+    serverOptions: { headersTimeout: number; keepAliveTimeout: number },
+    handler: (req: IncomingMessage, res: ServerResponse) => void,
+    log: Logger,
+  ): Promise<TlsListener> {
+    const pair = await loadPair(files);
+    const server = createServer(
+      { ...pair, ALPNProtocols: ['http/1.1'], requestTimeout: 0, ...serverOptions },
+      handler,
+    );
+    const listener = new TlsListener(server, files, log);
+    listener.watch();
+    return listener;
+  }
+
+  /** Loads the files again; resolves false (and keeps the current pair) when they do not load. */
+  reload(reason: string): Promise<boolean> {
+    this.loading = this.loading.then(async () => {
+      try {
+        this.server.setSecureContext(await loadPair(this.files));
+        this.log.info({ reason, certificate: this.files.certificate }, 'TLS certificate reloaded');
+        return true;
+      } catch (err) {
+        this.log.error({ reason, certificate: this.files.certificate, key: this.files.key, err: (err as Error).message }, 'TLS certificate reload refused; the previous certificate keeps serving');
+        return false;
+      }
+    });
+    return this.loading;
+  }
+
+  /** Watches the directories, not the files: a rename over the file (the atomic way to replace it) must count. */
+  private watch(): void {
+    const names = new Map<string, Set<string>>();
+    for (const file of [this.files.certificate, this.files.key]) {
+      const dir = dirname(resolve(file));
+      names.set(dir, (names.get(dir) ?? new Set()).add(basename(file)));
+    }
+    for (const [dir, files] of names) {
+      try {
+        const watcher = watch(dir, { persistent: false }, (_event, name) => {
+          if (name !== null && !files.has(name.toString())) return;
+          clearTimeout(this.settle);
+          this.settle = setTimeout(() => void this.reload('file changed'), SETTLE_MS);
+        });
+        this.watchers.push(watcher);
+      } catch (err) {
+        this.log.warn({ dir, err: (err as Error).message }, 'cannot watch certificate directory; reload with SIGHUP');
+      }
+    }
+  }
+
+  stopWatching(): void {
+    clearTimeout(this.settle);
+    for (const w of this.watchers) w.close();
+  }
+}
