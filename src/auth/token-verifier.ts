@@ -254,7 +254,7 @@ function issuedBy(child: crypto.X509Certificate, parent: crypto.X509Certificate)
 /** The PEM CERTIFICATE blocks of a bundle, parsed; other blocks are ignored (as registry:2 does). */
 function parseBundle(pem: string): crypto.X509Certificate[] {
   const certs: crypto.X509Certificate[] = [];
-  const re = /-----BEGIN CERTIFICATE-----\r?\n([\s\S]*?)-----END CERTIFICATE-----/g;
+  const re = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
   for (const m of pem.matchAll(re)) {
     const der = Buffer.from((m[1] ?? '').replace(/\s+/g, ''), 'base64');
     try {

@@ -95,8 +95,8 @@ export interface ForwardOptions {
   readonly auth: UpstreamAuth;
   /** Wraps the request body on its way upstream (to copy a pushed manifest). */
   readonly body?: Readable;
-  /** Called with the upstream's answer before the body is streamed to the client. */
-  readonly onResponse?: (res: UpstreamResponse) => void;
+  /** Runs on the upstream's answer before the client sees it (so the edge's state is current when the client moves on). */
+  readonly beforeReply?: (res: UpstreamResponse) => Promise<void>;
 }
 
 export async function forward(ex: Exchange, settings: ForwardSettings, opts: ForwardOptions): Promise<UpstreamResponse> {
@@ -112,7 +112,7 @@ export async function forward(ex: Exchange, settings: ForwardSettings, opts: For
     instanceKey: pin,
     body: hasBody ? (opts.body ?? ex.req) : undefined,
   });
-  opts.onResponse?.(res);
+  if (opts.beforeReply) await opts.beforeReply(res);
   ex.cache = 'pass';
   ex.source = 'upstream';
   ex.res.writeHead(res.status, responseHeaders(ex, res, settings));

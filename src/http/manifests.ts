@@ -43,16 +43,21 @@ export async function pushManifest(
   const tee = new BoundedTee(maxBytes);
   ex.req.pipe(tee);
   const authorization = header(ex.req, 'authorization');
-  const res = await forward(ex, settings, { auth: authorization ? { kind: 'client', header: authorization } : undefined, body: tee });
-  if (reference.kind !== 'tag') return;
-  const digest = res.headers['docker-content-digest'];
-  const bytes = tee.bytes();
-  await manifests.recordPush({
-    name,
-    tag: reference.tag,
-    accepted: res.status === 201,
-    digest: typeof digest === 'string' ? digest : undefined,
-    mediaType: header(ex.req, 'content-type')?.split(';')[0]?.trim(),
-    bytes,
+  await forward(ex, settings, {
+    auth: authorization ? { kind: 'client', header: authorization } : undefined,
+    body: tee,
+    // The upstream answers only after it has read the whole manifest, so the copy is complete here.
+    beforeReply: async (res) => {
+      if (reference.kind !== 'tag') return;
+      const digest = res.headers['docker-content-digest'];
+      await manifests.recordPush({
+        name,
+        tag: reference.tag,
+        accepted: res.status === 201,
+        digest: typeof digest === 'string' ? digest : undefined,
+        mediaType: header(ex.req, 'content-type')?.split(';')[0]?.trim(),
+        bytes: tee.bytes(),
+      });
+    },
   });
 }

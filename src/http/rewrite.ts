@@ -27,8 +27,9 @@ export function rewriteLocation(location: string, instance: Instance, base: stri
   } catch {
     return location;
   }
-  // Redirects elsewhere (object storage) are the client's to follow as they are.
-  if (url.origin !== instance.origin) return location;
+  // registry:2 builds URLs from X-Forwarded-Proto/Host, so they may already name the edge.
+  // Redirects anywhere else (object storage) are the client's to follow as they are.
+  if (url.origin !== instance.origin && url.origin !== new URL(base).origin) return location;
   let path = url.pathname;
   if (instance.basePath && path.startsWith(instance.basePath + '/')) path = path.slice(instance.basePath.length);
   // The query is kept byte for byte (registry:2's _state is signed): the pin is appended, not re-serialized.

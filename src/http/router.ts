@@ -106,11 +106,13 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       bodyBytes: 0,
       error: undefined,
     };
-    const bytesBefore = req.socket.bytesWritten;
+    // req.socket is detached by the time 'close' fires on some paths: keep our own reference.
+    const socket = req.socket;
+    const bytesBefore = socket.bytesWritten;
     res.once('close', () => {
       const seconds = (performance.now() - ex.startedAt) / 1000;
       const status = res.statusCode;
-      const sent = req.socket.bytesWritten - bytesBefore;
+      const sent = socket.bytesWritten - bytesBefore;
       const completed = res.writableFinished;
       metrics.httpRequests.inc({ route: ex.route, method: req.method ?? '', status: String(status) });
       metrics.httpDuration.observe({ route: ex.route }, seconds);

@@ -78,6 +78,8 @@ export interface Instance {
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Gateway answers from an instance (or a balancer in front of it): an idempotent request tries the next one. */
+const NEXT_UPSTREAM = new Set([502, 503, 504]);
 const IDEMPOTENT = new Set(['GET', 'HEAD']);
 
 /** Errors where the request never reached the upstream application, so trying another instance is safe. */
@@ -186,12 +188,15 @@ export class UpstreamClient {
       if (pinned) return [pinned];
     }
     const ordered = this.balancer.order(req.client).map((s) => this.instances.get(s.id)).filter((i): i is Instance => i !== undefined);
-    return req.body || !IDEMPOTENT.has(req.method) ? ordered.slice(0, 1) : ordered;
+    if (req.body || !IDEMPOTENT.has(req.method)) return ordered.slice(0, 1);
+    // Instances marked down come last: a retry there beats failing the request.
+    return [...ordered, ...[...this.instances.values()].filter((i) => !ordered.includes(i))];
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     let lastError: unknown;
-    for (const instance of this.candidates(req)) {
+    const candidates = this.candidates(req);
+    for (const [i, instance] of candidates.entries()) {
       this.balancer.acquire(instance.url);
       let res: UpstreamResponse;
       try {
@@ -205,9 +210,15 @@ export class UpstreamClient {
         continue;
       }
       res.body.once('close', () => this.balancer.release(instance.url));
-      if (res.status >= 500) this.balancer.reportFailure(instance.url);
-      else this.balancer.reportSuccess(instance.url);
-      return res;
+      if (res.status < 500) {
+        this.balancer.reportSuccess(instance.url);
+        return res;
+      }
+      this.balancer.reportFailure(instance.url);
+      if (!NEXT_UPSTREAM.has(res.status) || i === candidates.length - 1) return res;
+      await res.body.dump();
+      lastError = new Error(`upstream ${instance.label} answered ${res.status}`);
+      this.log.warn({ upstream: instance.label, status: res.status, method: req.method, path: req.path }, 'upstream failed, trying the next instance');
     }
     throw new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { cause: (lastError as Error | undefined)?.message });
   }

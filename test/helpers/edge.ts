@@ -10,7 +10,8 @@ export const EDGE_BIN = path.join(ROOT, 'bin/registry-edge.js');
 
 export interface EdgeOptions {
   readonly workDir: string;
-  readonly upstreams: string[];
+  /** Sets REGISTRY_EDGE_UPSTREAMS; leave out to take the upstreams from the config file. */
+  readonly upstreams?: string[];
   /** YAML text of the config file (defaults only when omitted). */
   readonly configYaml?: string;
   /** Extra REGISTRY_EDGE_* variables. */
@@ -19,7 +20,9 @@ export interface EdgeOptions {
 }
 
 export interface Edge {
+  /** http:// or https:// (when the config turns TLS on) plus host. */
   readonly url: string;
+  readonly configFile: string;
   /** host:port, as image references write it. */
   readonly host: string;
   readonly adminUrl: string;
@@ -32,6 +35,7 @@ export interface Edge {
 
 interface ListeningLine {
   msg?: string;
+  tls?: boolean;
   httpAddress?: string;
   adminAddress?: string;
 }
@@ -71,7 +75,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       ...process.env,
       REGISTRY_EDGE_HTTP_ADDR: '127.0.0.1:0',
       REGISTRY_EDGE_ADMIN_ADDR: '127.0.0.1:0',
-      REGISTRY_EDGE_UPSTREAMS: opts.upstreams.join(','),
+      ...(opts.upstreams ? { REGISTRY_EDGE_UPSTREAMS: opts.upstreams.join(',') } : {}),
       REGISTRY_EDGE_CACHE_DIR: cacheDir,
       ...opts.env,
     },
@@ -86,7 +90,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const host = line.httpAddress ?? '';
   const adminUrl = `http://${line.adminAddress ?? ''}`;
   return {
-    url: `http://${host}`,
+    url: `${line.tls ? 'https' : 'http'}://${host}`,
+    configFile,
     host,
     adminUrl,
     cacheDir,

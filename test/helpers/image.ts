@@ -276,11 +276,14 @@ export interface PushOptions {
   format?: 'oci' | 'v2s2';
   /** user:password */
   creds?: string;
+  /** Directory with ca.crt: verify the destination's TLS certificate against it. */
+  certDir?: string;
   timeoutMs?: number;
 }
 
 export async function pushImage(layoutDir: string, tag: string, destRef: string, opts: PushOptions = {}): Promise<void> {
-  const args = ['copy', '--dest-tls-verify=false'];
+  const args = ['copy', opts.certDir ? '--dest-tls-verify=true' : '--dest-tls-verify=false'];
+  if (opts.certDir) args.push('--dest-cert-dir', opts.certDir);
   if (opts.format) args.push('--format', opts.format);
   if (opts.creds) args.push('--dest-creds', opts.creds);
   else args.push('--dest-no-creds');
