@@ -77,6 +77,8 @@ export interface Instance {
   readonly pool: Pool;
 }
 
+/** Requests the edge makes on its own behalf say so; forwarded requests carry the client's User-Agent. */
+const USER_AGENT = 'registry-edge/0.1';
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Gateway answers from an instance (or a balancer in front of it): an idempotent request tries the next one. */
 const NEXT_UPSTREAM = new Set([502, 503, 504]);
@@ -224,7 +226,7 @@ export class UpstreamClient {
   }
 
   private async requestInstance(instance: Instance, req: UpstreamRequest): Promise<UpstreamResponse> {
-    const headers: Record<string, string> = { ...req.headers };
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...req.headers };
     if (req.auth?.kind === 'client') headers.authorization = req.auth.header;
     if (req.auth?.kind === 'edge') {
       const token = this.tokens.peek(req.auth.scope);
