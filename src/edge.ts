@@ -3,7 +3,11 @@
  * client listener and the admin listener. Everything long-lived is closed by close().
  */
 import { createServer, type Server } from 'node:http';
-import { resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Authorizer } from './auth/authorizer.js';
+import { TokenVerifier } from './auth/token-verifier.js';
+import { Membership } from './cache/membership.js';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
@@ -75,11 +79,13 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     log,
   );
   const mode = config.auth.mode;
-  const blobs = new BlobService(blobCache, upstream, mode);
+  const membership = new Membership(join(layout.root, 'membership.log'));
+  await membership.init();
+  const blobs = new BlobService(blobCache, upstream, mode, membership);
   const manifests = new ManifestService(
     manifestStore,
     upstream,
-    { tagTtlMs: config.cache.tag_ttl * 1000, maxStaleMs: config.cache.max_stale * 1000, maxBytes: config.cache.manifest_max_bytes, mode },
+    { tagTtlMs: config.cache.tag_ttl * 1000, maxStaleMs: config.cache.max_stale * 1000, maxBytes: config.cache.manifest_max_bytes, mode, membership },
     metrics,
     log,
   );
@@ -92,7 +98,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       hostHeader: up.host_header,
       tokenRealm: (ex) => (config.token.path && config.token.url ? `${ex.base}${config.token.path}` : undefined),
     },
-    mode,
+    authorizer: await createAuthorizer(config),
     publicHost: config.http.host,
     trustedProxies: parseTrustedProxies(config.http.trusted_proxies),
     token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: up.headers_timeout * 1000 },
@@ -130,6 +136,19 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       await Promise.all([upstream.close(), tokenAgent.close()]);
     },
   };
+}
+
+async function createAuthorizer(config: Config): Promise<Authorizer> {
+  const { mode, token, check } = config.auth;
+  if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: check.ttl * 1000 });
+  const verifier = new TokenVerifier({
+    issuer: token.issuer,
+    service: token.service,
+    rootCertBundlePem: await readFile(token.rootcertbundle, 'utf8'),
+    leewaySeconds: token.leeway,
+  });
+  const realm = (base: string): string => token.realm || `${base}${config.token.path}`;
+  return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: check.ttl * 1000 });
 }
 
 function upstreamServers(config: Config): UpstreamServer[] {

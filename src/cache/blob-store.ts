@@ -2,7 +2,8 @@
  * Committed blobs on disk, indexed in memory by digest with their sizes, evicted
  * least-recently-used beyond `maxSize` bytes. Knows digests, files and sizes only.
  */
-import { createReadStream, type ReadStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -18,7 +19,7 @@ export interface BlobStoreEvents {
 export interface OpenBlob {
   readonly size: number;
   /** Bytes [start, end) of the blob; the file stays readable even if it is evicted meanwhile. */
-  stream(start: number, end: number): ReadStream;
+  stream(start: number, end: number): Readable;
   close(): Promise<void>;
 }
 
@@ -93,6 +94,7 @@ export class BlobStore {
     return {
       size,
       stream: (start, end) => {
+        if (end <= start) return Readable.from([]);
         // autoClose would close the shared handle after the first stream; the caller closes it.
         return createReadStream('', { fd: handle, start, end: end - 1, highWaterMark: READ_CHUNK, autoClose: false, emitClose: true });
       },

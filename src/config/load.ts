@@ -182,8 +182,33 @@ export function loadConfig(options: LoadOptions): Config {
     if (typeof result === 'string') problems.push(result);
     else setPath(out, spec.path, result[0]);
   }
+  if (problems.length === 0) problems.push(...crossChecks(out as unknown as Config, env));
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(out) as unknown as Config;
+}
+
+/** Rules that span keys: what one setting requires of others. */
+function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
+  const problems: string[] = [];
+  const named = (path: string): string => (env[envName(path)] !== undefined ? `${path} (env ${envName(path)})` : path);
+  if (config.auth.mode === 'token') {
+    for (const key of ['service', 'issuer', 'rootcertbundle'] as const) {
+      if (!config.auth.token[key]) problems.push(`${named(`auth.token.${key}`)}: must be set when auth.mode is token`);
+    }
+    if (!config.auth.token.realm && !(config.token.path && config.token.url)) {
+      problems.push(`${named('auth.token.realm')}: set it, or token.path and token.url, when auth.mode is token (clients need a realm to get tokens)`);
+    }
+  }
+  if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
+    problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
+  }
+  if (Boolean(config.token.path) !== Boolean(config.token.url)) {
+    problems.push(`${named(config.token.path ? 'token.url' : 'token.path')}: token.path and token.url go together`);
+  }
+  if (config.token.path && !/^\/[A-Za-z0-9._~\/-]*$/.test(config.token.path)) {
+    problems.push(`${named('token.path')}: ${JSON.stringify(config.token.path)} is not allowed; expected a path like /token`);
+  }
+  return problems;
 }
 
 function deepFreeze<T>(value: T): T {

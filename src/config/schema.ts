@@ -43,7 +43,13 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'upstream.auth.realms', type: 'strings', default: [], doc: 'Hosts allowed as token realms besides the upstream hosts themselves (Docker Hub: auth.docker.io). The edge never sends credentials elsewhere.' },
   { path: 'token.path', type: 'string', default: '', doc: 'Path of the token route on the edge (e.g. /token or /ECA/token); requests to it are forwarded to token.url, and every Bearer realm passing through is rewritten to it. Empty: off.' },
   { path: 'token.url', type: 'url', optional: true, default: '', doc: 'The token service (auth realm) the token route forwards to, e.g. https://auth.example.internal:9090/token.' },
-  { path: 'auth.mode', type: 'enum', default: 'public', values: ['public', 'passthrough'], doc: 'public: the edge pulls with its own upstream credentials and serves anyone. passthrough: client Authorization is forwarded upstream and challenges are passed back.' },
+  { path: 'auth.mode', type: 'enum', default: 'public', values: ['public', 'token', 'upstream-check'], doc: 'Who may read cached content. public: anyone (the edge pulls with its own upstream credentials). token: bearer tokens verified by the edge as registry:2 does (auth.token.*). upstream-check: the upstream is asked with the client\'s credentials (a HEAD) and a yes is kept for auth.check.ttl.' },
+  { path: 'auth.token.realm', type: 'url', optional: true, default: '', doc: 'Realm in the challenges the edge gives in token mode; empty: the edge\'s own token route (token.path).' },
+  { path: 'auth.token.service', type: 'string', default: '', doc: 'Service (token audience) the edge accepts, as the central registry\'s auth.token.service.' },
+  { path: 'auth.token.issuer', type: 'string', default: '', doc: 'Issuer the edge accepts, as the central registry\'s auth.token.issuer.' },
+  { path: 'auth.token.rootcertbundle', type: 'string', default: '', doc: 'PEM file with the certificates token signatures chain to, the same file as the central registry\'s auth.token.rootcertbundle.' },
+  { path: 'auth.token.leeway', type: 'duration', default: '60s', min: 0, doc: 'Clock skew allowed on exp and nbf.' },
+  { path: 'auth.check.ttl', type: 'duration', default: '60s', min: 0, doc: 'upstream-check mode: how long a yes from the upstream (per credential hash and repository) is reused. Refusals are never kept.' },
   { path: 'cache.dir', type: 'string', default: './data', doc: 'Cache directory (blobs, manifests, tags, temp fills on the same filesystem).' },
   { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Blob cache size; least recently used blobs are evicted beyond it.' },
   { path: 'cache.tag_ttl', type: 'duration', default: '60s', min: 0, doc: 'How long a tag-to-digest mapping is served without asking the upstream (HEAD revalidation after it).' },
@@ -87,7 +93,11 @@ export interface Config {
     readonly auth: { readonly username: string; readonly password: string; readonly realms: readonly string[] };
   };
   readonly token: { readonly path: string; readonly url: string };
-  readonly auth: { readonly mode: 'public' | 'passthrough' };
+  readonly auth: {
+    readonly mode: 'public' | 'token' | 'upstream-check';
+    readonly token: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootcertbundle: string; readonly leeway: number };
+    readonly check: { readonly ttl: number };
+  };
   readonly cache: {
     readonly dir: string;
     readonly maxsize: number;

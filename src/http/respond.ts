@@ -21,6 +21,7 @@ export function sendError(res: ServerResponse, err: unknown): void {
   const wire = isRegistryError(err) ? err : new RegistryError('UNAVAILABLE', 'internal error', undefined, 500);
   const body = JSON.stringify(wire.toJSON());
   const headers: Record<string, string | number> = {
+    ...wire.headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],

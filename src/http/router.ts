@@ -13,7 +13,8 @@ import { parseDistributionPath, type DistributionRequest } from '../oci/request.
 import type { BlobService } from '../proxy/blob-service.js';
 import type { ManifestService } from '../proxy/manifest-service.js';
 import { UpstreamAnswer } from '../proxy/upstream-answer.js';
-import { pullScope, upstreamAuth, type AuthMode } from '../proxy/upstream-auth.js';
+import type { Authorizer } from '../auth/authorizer.js';
+import { pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
 import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
 import { getBlob, headBlob } from './blobs.js';
 import type { Exchange } from './exchange.js';
@@ -27,7 +28,7 @@ export interface RouterDeps {
   readonly blobs: BlobService;
   readonly manifests: ManifestService;
   readonly forward: ForwardSettings;
-  readonly mode: AuthMode;
+  readonly authorizer: Authorizer;
   readonly publicHost: string;
   readonly trustedProxies: TrustedProxies;
   readonly token: { readonly path: string; readonly url: string; readonly dispatcher: Dispatcher; readonly timeoutMs: number };
@@ -44,19 +45,24 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
   const read = method === 'GET' || method === 'HEAD';
   const clientAuth = ex.req.headers.authorization;
   const asClient = { auth: clientAuth ? { kind: 'client' as const, header: clientAuth } : undefined };
+  const { authorizer } = deps;
+  const mode = authorizer.mode;
   switch (parsed.route) {
     case 'base':
       if (!read) break;
-      if (deps.mode === 'passthrough') return void (await forward(ex, deps.forward, asClient));
+      if (mode === 'upstream-check') return void (await forward(ex, deps.forward, asClient));
+      authorizer.base(clientAuth, ex.base);
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth));
       if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
       if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
       if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));
       break;
     case 'manifest':
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
       if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference);
       if (method === 'PUT') return pushManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference, deps.manifestMaxBytes);
       if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));
@@ -66,10 +72,10 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
     case 'tags':
     case 'referrers':
       if (!read) break;
-      return void (await forward(ex, deps.forward, { auth: upstreamAuth(deps.mode, pullScope(parsed.name), clientAuth) }));
+      return void (await forward(ex, deps.forward, { auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) }));
     case 'catalog':
       if (!read) break;
-      return void (await forward(ex, deps.forward, { auth: upstreamAuth(deps.mode, 'registry:catalog:*', clientAuth) }));
+      return void (await forward(ex, deps.forward, { auth: upstreamAuth(mode, 'registry:catalog:*', clientAuth) }));
   }
   throw new RegistryError('UNSUPPORTED', `${method} is not supported on this route`, { route: parsed.route });
 }

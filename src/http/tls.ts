@@ -8,7 +8,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server as HttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { basename, dirname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from '../log/logger.js';
 
@@ -74,17 +74,16 @@ export class TlsListener {
     return this.loading;
   }
 
-  /** Watches the directories, not the files: a rename over the file (the atomic way to replace it) must count. */
+  /**
+   * Watches the directories, not the files: a rename over a file (the atomic way to
+   * replace it) and a Kubernetes secret update (a `..data` symlink swap, the files'
+   * own names unchanged) must both count, so any change in the directory does.
+   */
   private watch(): void {
-    const names = new Map<string, Set<string>>();
-    for (const file of [this.files.certificate, this.files.key]) {
-      const dir = dirname(resolve(file));
-      names.set(dir, (names.get(dir) ?? new Set()).add(basename(file)));
-    }
-    for (const [dir, files] of names) {
+    const dirs = new Set([this.files.certificate, this.files.key].map((f) => dirname(resolve(f))));
+    for (const dir of dirs) {
       try {
-        const watcher = watch(dir, { persistent: false }, (_event, name) => {
-          if (name !== null && !files.has(name.toString())) return;
+        const watcher = watch(dir, { persistent: false }, () => {
           clearTimeout(this.settle);
           this.settle = setTimeout(() => void this.reload('file changed'), SETTLE_MS);
         });

@@ -27,13 +27,16 @@ export class RegistryError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly detail: unknown;
+  /** Headers that belong to the error on the wire, e.g. the WWW-Authenticate challenge of a 401. */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, message: string, detail?: unknown, status?: number) {
+  constructor(code: ErrorCode, message: string, detail?: unknown, status?: number, headers: Record<string, string> = {}) {
     super(message);
     this.name = 'RegistryError';
     this.code = code;
     this.status = status ?? ERROR_STATUS[code];
     this.detail = detail;
+    this.headers = headers;
   }
 
   /** The body the distribution spec gives for errors. */

@@ -10,7 +10,9 @@ import { RegistryError } from '../oci/errors.js';
 import { resolveRange, type RangeSpec } from '../oci/range.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { UpstreamAnswer } from './upstream-answer.js';
-import { pullScope, upstreamAuth, type AuthMode } from './upstream-auth.js';
+import type { AuthMode } from '../auth/authorizer.js';
+import type { Membership } from '../cache/membership.js';
+import { pullScope, upstreamAuth } from './upstream-auth.js';
 
 export interface BlobBody {
   readonly source: 'cache' | 'fill';
@@ -37,14 +39,48 @@ export class BlobService {
   private readonly cache: BlobCache;
   private readonly upstream: UpstreamClient;
   private readonly mode: AuthMode;
+  private readonly membership: Membership;
 
-  constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode) {
+  constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode, membership: Membership) {
     this.cache = cache;
     this.upstream = upstream;
     this.mode = mode;
+    this.membership = membership;
+  }
+
+  /** Asks the upstream, with the client's credentials, whether it may read this blob; throws the refusal. */
+  async checkAccess(name: string, digest: Digest, authorization: string | undefined): Promise<void> {
+    const res = await this.upstream.request({
+      method: 'HEAD',
+      path: `/v2/${name}/blobs/${digest.value}`,
+      auth: authorization ? { kind: 'client', header: authorization } : undefined,
+    });
+    await res.body.dump();
+    // A redirect means the registry would hand the blob over.
+    if (res.status !== 200 && res.status !== 307) throw await UpstreamAnswer.from(res);
+    await this.membership.add(name, [digest.value]);
+  }
+
+  /**
+   * Content cached (or being fetched) under one repository is served under another only
+   * once the upstream confirms that repository holds it.
+   */
+  private async ensureMember(req: BlobRequest): Promise<void> {
+    if (this.membership.has(req.digest.value, req.name)) return;
+    if (!this.cache.store.has(req.digest) && !this.cache.inflightFill(req.digest)) return;
+    const res = await this.upstream.request({
+      method: 'HEAD',
+      path: `/v2/${req.name}/blobs/${req.digest.value}`,
+      auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
+      followRedirects: true,
+    });
+    await res.body.dump();
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    await this.membership.add(req.name, [req.digest.value]);
   }
 
   async get(req: BlobRequest): Promise<BlobBody> {
+    await this.ensureMember(req);
     // Two rounds at most: a follower whose leader was refused (another client's
     // credentials) tries again with its own, and a follower that arrives just as a
     // fill commits finds the blob in the store.
@@ -81,6 +117,7 @@ export class BlobService {
 
   /** Size of a blob for HEAD: the store, a fill in flight, or the upstream's HEAD. */
   async head(req: BlobRequest): Promise<{ size: number | undefined; source: 'cache' | 'fill' | 'upstream' }> {
+    await this.ensureMember(req);
     const stored = this.cache.store.sizeOf(req.digest);
     if (stored !== undefined) return { size: stored, source: 'cache' };
     const fill = this.cache.inflightFill(req.digest);
@@ -94,6 +131,7 @@ export class BlobService {
     });
     if (res.status !== 200) throw await UpstreamAnswer.from(res);
     await res.body.dump();
+    await this.membership.add(req.name, [req.digest.value]);
     const length = Number(res.headers['content-length']);
     return { size: Number.isSafeInteger(length) ? length : undefined, source: 'upstream' };
   }
@@ -106,6 +144,7 @@ export class BlobService {
       followRedirects: true,
     });
     if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    await this.membership.add(req.name, [req.digest.value]);
     const length = Number(res.headers['content-length']);
     return { body: res.body, size: Number.isSafeInteger(length) && length >= 0 ? length : undefined };
   }

@@ -15,7 +15,9 @@ import { ALL_MANIFEST_TYPES, accepts, sniffMediaType } from '../oci/media-types.
 import type { Reference } from '../oci/request.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { UpstreamAnswer } from './upstream-answer.js';
-import { pullScope, upstreamAuth, type AuthMode } from './upstream-auth.js';
+import type { AuthMode } from '../auth/authorizer.js';
+import { referencedDigests, type Membership } from '../cache/membership.js';
+import { pullScope, upstreamAuth } from './upstream-auth.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 
@@ -39,6 +41,7 @@ export interface ManifestPolicy {
   readonly maxStaleMs: number;
   readonly maxBytes: number;
   readonly mode: AuthMode;
+  readonly membership: Membership;
 }
 
 export class ManifestService {
@@ -80,16 +83,41 @@ export class ManifestService {
       return;
     }
     await this.store.put(digest, mediaType, bytes);
+    await this.policy.membership.add(push.name, [digest.value, ...referencedDigests(bytes)]);
     await this.store.putTag(push.name, push.tag, { digest: digest.value, mediaType, confirmedAt: this.now() });
+  }
+
+  /** Asks the upstream, with the client's credentials, whether it may read this manifest; throws the refusal. */
+  async checkAccess(name: string, reference: Reference, authorization: string | undefined): Promise<void> {
+    const ref = reference.kind === 'tag' ? reference.tag : reference.digest.value;
+    const res = await this.upstream.request({
+      method: 'HEAD',
+      path: `/v2/${name}/manifests/${ref}`,
+      headers: { accept: ALL_MANIFEST_TYPES },
+      auth: authorization ? { kind: 'client', header: authorization } : undefined,
+    });
+    await res.body.dump();
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
   }
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
     const stored = await this.store.get(digest);
-    if (stored && accepts(req.accepted, stored.mediaType)) return { manifest: stored, source: 'hit' };
+    if (stored && accepts(req.accepted, stored.mediaType)) {
+      if (!this.policy.membership.has(digest.value, req.name)) await this.confirmMember(req, digest);
+      return { manifest: stored, source: 'hit' };
+    }
     return this.coalesce(req, async () => {
       const res = await this.fetch(req, 'GET', digest.value);
-      return { manifest: await this.storeResponse(res, digest), source: 'miss' };
+      return { manifest: await this.storeResponse(res, req.name, digest), source: 'miss' };
     });
+  }
+
+  /** A manifest cached for one repository is served under another only if the upstream has it there. */
+  private async confirmMember(req: ManifestRequest, digest: Digest): Promise<void> {
+    const res = await this.fetch(req, 'HEAD', digest.value);
+    await res.body.dump();
+    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    await this.policy.membership.add(req.name, [digest.value]);
   }
 
   private async byTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
@@ -142,7 +170,7 @@ export class ManifestService {
 
   private async fetchTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
     const res = await this.fetch(req, 'GET', tag);
-    const manifest = await this.storeResponse(res, undefined);
+    const manifest = await this.storeResponse(res, req.name, undefined);
     await this.store.putTag(req.name, tag, { digest: manifest.digest, mediaType: manifest.mediaType, confirmedAt: this.now() });
     return { manifest, source: 'miss' };
   }
@@ -157,7 +185,7 @@ export class ManifestService {
   }
 
   /** Reads a manifest answer, checks its bytes against the digest it claims, and stores it. */
-  private async storeResponse(res: UpstreamResponse, expected: Digest | undefined): Promise<StoredManifest> {
+  private async storeResponse(res: UpstreamResponse, name: string, expected: Digest | undefined): Promise<StoredManifest> {
     if (res.status !== 200) throw await UpstreamAnswer.from(res);
     const declared = Number(res.headers['content-length']);
     if (declared > this.policy.maxBytes) {
@@ -185,6 +213,7 @@ export class ManifestService {
       throw new RegistryError('UNAVAILABLE', 'upstream manifest does not match its digest; not cached', { expected: mismatch?.value, actual }, 502);
     }
     const mediaType = headerValue(res.headers['content-type'])?.split(';')[0]?.trim() || sniffMediaType(bytes) || 'application/octet-stream';
+    await this.policy.membership.add(name, [actual, ...referencedDigests(bytes)]);
     return this.store.put(verified, mediaType, bytes);
   }
 

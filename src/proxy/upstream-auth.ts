@@ -1,12 +1,11 @@
-import type { UpstreamRequest } from '../upstream/client.js';
-
-export type AuthMode = 'public' | 'passthrough';
+import type { AuthMode } from '../auth/authorizer.js';
+import type { UpstreamAuth } from '../upstream/client.js';
 
 /**
  * Whose credentials a request to the upstream carries: the edge's own in public mode,
- * the client's in passthrough mode (so the upstream decides for the client).
+ * the client's otherwise (so the upstream decides for the client, as it would without the edge).
  */
-export function upstreamAuth(mode: AuthMode, scope: string, clientAuthorization: string | undefined): UpstreamRequest['auth'] {
+export function upstreamAuth(mode: AuthMode, scope: string, clientAuthorization: string | undefined): UpstreamAuth {
   if (mode === 'public') return { kind: 'edge', scope };
   return clientAuthorization ? { kind: 'client', header: clientAuthorization } : undefined;
 }

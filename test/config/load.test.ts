@@ -69,7 +69,7 @@ test('every problem is reported, one line each, naming key, value and what is al
     const text = err.problems.join('\n');
     assert.match(text, /http\.addr: "nowhere" is not allowed; expected host:port/);
     assert.match(text, /cache\.maxsize: "lots" is not allowed/);
-    assert.match(text, /auth\.mode: "open" is not allowed; expected one of public, passthrough/);
+    assert.match(text, /auth\.mode: "open" is not allowed; expected one of public, token, upstream-check/);
     assert.match(text, /bogus: unknown key/);
     assert.match(text, /upstreams \(env REGISTRY_EDGE_UPSTREAMS\): "ftp:\/\/x" is not allowed/);
     assert.equal(err.problems.length, 5);

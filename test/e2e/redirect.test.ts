@@ -30,7 +30,7 @@ describe('redirects to object storage', () => {
     const file = path.join(work, 'blob.bin');
     await randomFile(file, 2 * 1024 * 1024);
     digest = (await pushBlob(registry.url, repo, file)).digest;
-    edge = await startEdge({ workDir: work, upstreams: [front.url], env: { REGISTRY_EDGE_AUTH_MODE: 'passthrough' } });
+    edge = await startEdge({ workDir: work, upstreams: [front.url], env: { REGISTRY_EDGE_AUTH_MODE: 'upstream-check' } });
   });
 
   after(async () => {
@@ -57,7 +57,7 @@ describe('redirects to object storage', () => {
     assert.equal(storage.stats.blobGets(digest), 1, 'the second GET was a cache hit');
   });
 
-  test('in passthrough mode, /v2/ and its challenge come from the upstream', async () => {
+  test('in upstream-check mode, /v2/ and its challenge come from the upstream', async () => {
     const res = await httpRequest(`${edge.url}/v2/`);
     assert.equal(res.status, 200);
     assert.equal(front.stats.count('GET', /^\/v2\/$/), 1);

@@ -1,0 +1,86 @@
+/**
+ * Who may read what from the edge, decided before any cached answer is served, the
+ * way the central registry would decide:
+ *
+ * - public: anyone (the edge pulls with its own credentials);
+ * - token: a bearer token the edge verifies itself (signature to the root bundle,
+ *   issuer, audience, time, and `pull` on the repository), with the challenge the
+ *   centre would give when it is missing or short;
+ * - upstream-check: the upstream itself is asked with the client's credentials (a
+ *   HEAD), and a yes is remembered for `ttl` under a hash of credential and repository
+ *   (never the credential itself); a no is never remembered.
+ */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { RegistryError } from '../oci/errors.js';
+import { TokenVerifier } from './token-verifier.js';
+
+export type AuthMode = 'public' | 'token' | 'upstream-check';
+
+/** Asks the upstream whether these credentials may read the repository; throws its refusal. */
+export type UpstreamCheck = () => Promise<void>;
+
+export interface TokenSettings {
+  readonly realm: (base: string) => string;
+  readonly service: string;
+  readonly verifier: TokenVerifier;
+}
+
+const MAX_DECISIONS = 100_000;
+
+export class Authorizer {
+  readonly mode: AuthMode;
+  private readonly token: TokenSettings | undefined;
+  private readonly decisions: LRUCache<string, true>;
+  private readonly now: () => number;
+
+  constructor(mode: AuthMode, opts: { token?: TokenSettings; checkTtlMs: number; now?: () => number }) {
+    this.mode = mode;
+    this.token = opts.token;
+    this.now = opts.now ?? Date.now;
+    this.decisions = new LRUCache<string, true>({ max: MAX_DECISIONS, ttl: Math.max(1, opts.checkTtlMs), perf: { now: this.now } });
+    if (mode === 'token' && !opts.token) throw new Error('token mode needs token settings');
+  }
+
+  /** GET /v2/: token mode wants any valid token; the other modes let the caller decide. */
+  base(authorization: string | undefined, base: string): void {
+    if (this.mode !== 'token') return;
+    this.verified(authorization, base, undefined);
+  }
+
+  /**
+   * Throws the error the client must see unless it may pull from `repository`.
+   * `check` is the upstream question for upstream-check mode.
+   */
+  async pull(repository: string, authorization: string | undefined, base: string, check: UpstreamCheck): Promise<void> {
+    if (this.mode === 'public') return;
+    if (this.mode === 'token') {
+      const access = this.verified(authorization, base, repository);
+      if (!TokenVerifier.allows(access, repository, 'pull')) throw this.challenge(base, repository, 'insufficient_scope');
+      return;
+    }
+    // Anonymous clients are keyed too: the upstream may let anyone pull a public repository.
+    const key = createHash('sha256').update(authorization ?? '').update('\n').update(repository).digest('base64url');
+    if (this.decisions.get(key)) return;
+    await check();
+    this.decisions.set(key, true);
+  }
+
+  private verified(authorization: string | undefined, base: string, repository: string | undefined) {
+    const settings = this.token as TokenSettings;
+    const match = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization) : null;
+    if (!match?.[1]) throw this.challenge(base, repository, undefined);
+    const result = settings.verifier.verify(match[1]);
+    if (!result.ok) throw this.challenge(base, repository, 'invalid_token', result.reason);
+    return result.access;
+  }
+
+  private challenge(base: string, repository: string | undefined, error: string | undefined, reason?: string): RegistryError {
+    const settings = this.token as TokenSettings;
+    const params = [`realm="${settings.realm(base)}"`, `service="${settings.service}"`];
+    if (repository) params.push(`scope="repository:${repository}:pull"`);
+    if (error) params.push(`error="${error}"`);
+    const message = error === 'insufficient_scope' ? 'authorization does not grant pull on this repository' : 'authentication required';
+    return new RegistryError('UNAUTHORIZED', message, reason ? { reason } : undefined, 401, { 'www-authenticate': `Bearer ${params.join(',')}` });
+  }
+}

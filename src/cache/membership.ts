@@ -1,0 +1,82 @@
+/**
+ * Which repositories each digest has been seen in (from a successful upstream answer
+ * under that repository, or from a manifest of that repository naming it). A digest
+ * cached for one repository is served under another only after the upstream confirms
+ * it is there. Kept in memory and in an append-only log, replayed at start, so the
+ * knowledge survives a restart while the centre is down.
+ *
+ * Log format, one line per fact: `<digest> <repository>\n` (both validated before they get here).
+ */
+import { createReadStream } from 'node:fs';
+import { appendFile, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+import { isValidName, parseDigest } from '../oci/grammar.js';
+
+export class Membership {
+  private readonly file: string;
+  private readonly repos = new Map<string, Set<string>>();
+  private pending: Promise<void> = Promise.resolve();
+
+  constructor(file: string) {
+    this.file = file;
+  }
+
+  async init(): Promise<void> {
+    await mkdir(dirname(this.file), { recursive: true });
+    try {
+      const lines = createInterface({ input: createReadStream(this.file), crlfDelay: Infinity });
+      for await (const line of lines) {
+        const [digest, repo] = line.split(' ');
+        // A torn last line (crash mid-append) fails the grammar and is skipped.
+        if (digest && repo && parseDigest(digest) && isValidName(repo)) this.remember(digest, repo);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  has(digest: string, repo: string): boolean {
+    return this.repos.get(digest)?.has(repo) === true;
+  }
+
+  /** Records that `repo` holds each of `digests`; resolves once new facts are on disk. */
+  add(repo: string, digests: Iterable<string>): Promise<void> {
+    let lines = '';
+    for (const digest of digests) {
+      if (this.remember(digest, repo)) lines += `${digest} ${repo}\n`;
+    }
+    if (!lines) return this.pending;
+    // Appends are chained so lines never interleave.
+    this.pending = this.pending.then(() => appendFile(this.file, lines)).catch(() => undefined);
+    return this.pending;
+  }
+
+  private remember(digest: string, repo: string): boolean {
+    let set = this.repos.get(digest);
+    if (!set) this.repos.set(digest, (set = new Set()));
+    if (set.has(repo)) return false;
+    set.add(repo);
+    return true;
+  }
+}
+
+/** Digests a manifest or index names: its config, layers, child manifests and subject. */
+export function referencedDigests(manifest: Buffer): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(manifest.toString('utf8'));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  const take = (d: unknown): void => {
+    const digest = (d as { digest?: unknown } | null)?.digest;
+    if (typeof digest === 'string' && parseDigest(digest)) out.push(digest);
+  };
+  const m = doc as { config?: unknown; layers?: unknown; manifests?: unknown; subject?: unknown; blobs?: unknown };
+  take(m.config);
+  take(m.subject);
+  for (const list of [m.layers, m.manifests, m.blobs]) if (Array.isArray(list)) list.forEach(take);
+  return out;
+}
