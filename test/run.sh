@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-declare -A PEERS=([docker-registry]=docker-registry [skopeo]=skopeo [redis-server]=redis-server [containerd]=containerd [ctr]=containerd [openssl]=openssl)
+declare -A PEERS=([htpasswd]=apache2-utils [docker-registry]=docker-registry [skopeo]=skopeo [redis-server]=redis-server [containerd]=containerd [ctr]=containerd [openssl]=openssl)
 missing=()
 for cmd in "${!PEERS[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PEERS[$cmd]}")

@@ -63,7 +63,8 @@ export class TlsListener {
   reload(reason: string): Promise<boolean> {
     this.loading = this.loading.then(async () => {
       try {
-        this.server.setSecureContext(await loadPair(this.files));
+        // The ticket keys carry over, so sessions issued before the reload still resume.
+        this.server.setSecureContext({ ...(await loadPair(this.files)), ticketKeys: this.server.getTicketKeys() });
         this.log.info({ reason, certificate: this.files.certificate }, 'TLS certificate reloaded');
         return true;
       } catch (err) {

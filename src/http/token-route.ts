@@ -6,6 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { request, type Dispatcher } from 'undici';
+import { RegistryError } from '../oci/errors.js';
 import type { Exchange } from './exchange.js';
 import { streamBody } from './respond.js';
 
@@ -14,21 +15,27 @@ const FORWARDED_RESPONSE = ['content-type', 'content-length', 'www-authenticate'
 
 export async function forwardToken(ex: Exchange, tokenUrl: string, dispatcher: Dispatcher, timeoutMs: number): Promise<void> {
   const target = new URL(tokenUrl);
-  if (ex.query) target.search = ex.query;
+  // Parameters already in token.url stay; the client's are added.
+  new URLSearchParams(ex.query).forEach((value, key) => target.searchParams.append(key, value));
   const headers: Record<string, string> = { 'x-forwarded-for': ex.client, 'x-real-ip': ex.client };
   for (const name of FORWARDED_REQUEST) {
     const value = ex.req.headers[name];
     if (typeof value === 'string') headers[name] = value;
   }
   const method = ex.req.method === 'POST' ? 'POST' : 'GET';
-  const res = await request(target, {
-    method,
-    headers,
-    body: method === 'POST' ? ex.req : null,
-    dispatcher,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-  });
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(target, {
+      method,
+      headers,
+      body: method === 'POST' ? ex.req : null,
+      dispatcher,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+  } catch (err) {
+    throw new RegistryError('UNAVAILABLE', 'token service unreachable', { cause: (err as Error).message }, 502);
+  }
   const out: Record<string, string | string[]> = {};
   for (const name of FORWARDED_RESPONSE) {
     const value = (res.headers as IncomingHttpHeaders)[name];

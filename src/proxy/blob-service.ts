@@ -9,7 +9,7 @@ import type { Digest } from '../oci/grammar.js';
 import { RegistryError } from '../oci/errors.js';
 import { resolveRange, type RangeSpec } from '../oci/range.js';
 import type { UpstreamClient } from '../upstream/client.js';
-import { UpstreamAnswer } from './upstream-answer.js';
+import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
 import type { Membership } from '../cache/membership.js';
 import { pullScope, upstreamAuth } from './upstream-auth.js';
@@ -57,7 +57,7 @@ export class BlobService {
     });
     await res.body.dump();
     // A redirect means the registry would hand the blob over.
-    if (res.status !== 200 && res.status !== 307) throw await UpstreamAnswer.from(res);
+    if (res.status !== 200 && res.status !== 307) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
     await this.membership.add(name, [digest.value]);
   }
 
@@ -74,8 +74,8 @@ export class BlobService {
       auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
       followRedirects: true,
     });
+    if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
     await res.body.dump();
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
     await this.membership.add(req.name, [req.digest.value]);
   }
 
@@ -129,7 +129,7 @@ export class BlobService {
       auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
       followRedirects: true,
     });
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
     await res.body.dump();
     await this.membership.add(req.name, [req.digest.value]);
     const length = Number(res.headers['content-length']);

@@ -14,7 +14,7 @@ import { parseDigest, type Digest } from '../oci/grammar.js';
 import { ALL_MANIFEST_TYPES, accepts, sniffMediaType } from '../oci/media-types.js';
 import type { Reference } from '../oci/request.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
-import { UpstreamAnswer } from './upstream-answer.js';
+import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
 import { referencedDigests, type Membership } from '../cache/membership.js';
 import { pullScope, upstreamAuth } from './upstream-auth.js';
@@ -96,8 +96,8 @@ export class ManifestService {
       headers: { accept: ALL_MANIFEST_TYPES },
       auth: authorization ? { kind: 'client', header: authorization } : undefined,
     });
+    if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
     await res.body.dump();
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
   }
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
@@ -115,8 +115,8 @@ export class ManifestService {
   /** A manifest cached for one repository is served under another only if the upstream has it there. */
   private async confirmMember(req: ManifestRequest, digest: Digest): Promise<void> {
     const res = await this.fetch(req, 'HEAD', digest.value);
+    if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
     await res.body.dump();
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
     await this.policy.membership.add(req.name, [digest.value]);
   }
 
@@ -147,7 +147,7 @@ export class ManifestService {
       await this.store.deleteTag(req.name, tag);
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { tag });
     }
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
+    if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
     await res.body.dump();
     const current = headerValue(res.headers['docker-content-digest']);
     if (current === mapping.digest) {

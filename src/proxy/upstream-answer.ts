@@ -34,6 +34,19 @@ export class UpstreamAnswer extends Error {
   }
 }
 
+/**
+ * The refusal of a HEAD the edge made for a GET: HEAD answers have no body, so the
+ * client gets the OCI error JSON the same status would carry on a GET.
+ */
+export async function refusalOfHead(res: UpstreamResponse, unknown: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN'): Promise<UpstreamAnswer> {
+  const answer = await UpstreamAnswer.from(res);
+  if (answer.body.length > 0) return answer;
+  const code = res.status === 401 ? 'UNAUTHORIZED' : res.status === 403 ? 'DENIED' : res.status === 404 ? unknown : 'UNAVAILABLE';
+  const message = code === 'UNAVAILABLE' ? `upstream answered ${res.status}` : code.toLowerCase().replace('_', ' ');
+  const body = Buffer.from(JSON.stringify({ errors: [{ code, message }] }));
+  return new UpstreamAnswer(res.status, { ...answer.headers, 'content-type': 'application/json; charset=utf-8' }, body);
+}
+
 function pickHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of KEPT_HEADERS) {
