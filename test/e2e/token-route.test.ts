@@ -12,7 +12,7 @@ import { initCertificates } from '../../src/certs/issue.js';
 import { ctrImages, ctrForget, ctrPull, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.js';
 import { startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage, skopeoInspect, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { freePort, httpRequest, removeDir, tempDir } from '../helpers/proc.js';
+import { freePort, httpRequest, removeDir, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
 
@@ -166,7 +166,7 @@ describe('token route: challenges, skopeo, OAuth2 form and containerd through th
         const seen = ts.requests.slice(tsBefore);
         assert.ok(seen.some((q) => q.user === 'reader' && q.status === 200 && q.scopes.includes('repository:team/app:pull')), JSON.stringify(seen));
         // The token service saw exactly the token requests the edge's token route forwarded: skopeo never went there directly.
-        assert.equal(tokenRouteCount(edge) - routeBefore, seen.length);
+        await waitFor(() => tokenRouteCount(edge) - routeBefore === seen.length, { what: 'token requests in the access log to match the token service' });
       });
 
       test('a user without rights is refused, for content the edge has not seen and for content it has cached', async () => {
@@ -203,12 +203,16 @@ describe('token route: challenges, skopeo, OAuth2 form and containerd through th
         const routeBefore = tokenRouteCount(edge);
         const logBefore = accessLog(edge).length;
         await pushImage(pushed.layoutDir, 'v2', `${edge.host}/${repo}:v2`, { creds: 'pusher:push-pw' });
-        const lines = accessLog(edge).slice(logBefore);
+        // Access log lines are written asynchronously once each response has closed.
+        const lines = await waitFor(() => {
+          const l = accessLog(edge).slice(logBefore);
+          return l.some((x) => x.route === 'manifest' && x.method === 'PUT') ? l : undefined;
+        }, { what: 'the manifest PUT in the access log' });
         assert.ok(lines.some((l) => l.route === 'upload' && l.method === 'PUT' && l.status === 201), 'blob upload finished through the edge');
         assert.ok(lines.some((l) => l.route === 'manifest' && l.method === 'PUT' && l.status === 201), 'manifest PUT through the edge');
         const seen = ts.requests.slice(tsBefore);
         assert.ok(seen.some((q) => q.user === 'pusher' && q.granted.some((g) => g.name === repo && g.actions.includes('push'))), JSON.stringify(seen));
-        assert.equal(tokenRouteCount(edge) - routeBefore, seen.length);
+        await waitFor(() => tokenRouteCount(edge) - routeBefore === seen.length, { what: 'token requests in the access log to match the token service' });
         // The registry has it (asked directly, with credentials).
         const raw = await skopeoInspect(`${registry.host}/${repo}:v2`, { creds: 'pusher:push-pw' });
         assert.deepEqual(raw, JSON.parse(pushed.manifestBytes.toString('utf8')));
@@ -265,7 +269,7 @@ describe('token route: challenges, skopeo, OAuth2 form and containerd through th
         assert.equal((await ctrImages(cd.address)).find((i) => i.ref === ref)?.digest, ctrImage.manifestDigest);
         const seen = ts.requests.slice(tsBefore);
         assert.ok(seen.some((q) => q.method === 'POST' && q.grantType === 'password' && q.user === 'reader' && q.status === 200), JSON.stringify(seen));
-        assert.equal(tokenRouteCount(edge) - routeBefore, seen.length, 'every token request came through the edge');
+        await waitFor(() => tokenRouteCount(edge) - routeBefore === seen.length, { what: 'token requests in the access log to match the token service' });
         await ctrForget(cd.address);
       });
 
@@ -284,7 +288,7 @@ describe('token route: challenges, skopeo, OAuth2 form and containerd through th
         assert.ok(r.stderr.includes(`?ns=${registry.host}`) || r.stderr.includes(`?ns=${encodeURIComponent(registry.host)}`), 'ctr sent ?ns= to the mirror');
         const seen = ts.requests.slice(tsBefore);
         assert.ok(seen.some((q) => q.user === 'reader' && q.status === 200 && q.scopes.includes('repository:team/ctr-mirror:pull')), JSON.stringify(seen));
-        assert.equal(tokenRouteCount(edge) - routeBefore, seen.length);
+        await waitFor(() => tokenRouteCount(edge) - routeBefore === seen.length, { what: 'token requests in the access log to match the token service' });
         const blobs = accessLog(edge).slice(logBefore).filter((l) => l.route === 'blob' && l.status === 200);
         for (const l of mirrorImage.layers) assert.ok(blobs.some((b) => b.path?.endsWith(l.digest)), `edge served ${l.digest}`);
         await ctrForget(cd.address);
@@ -339,7 +343,7 @@ describe('token route: challenges, skopeo, OAuth2 form and containerd through th
       assert.deepEqual(await verifyDirPull(dest, app), { ok: true });
       const seen = ts.requests.slice(tsBefore);
       assert.ok(seen.some((q) => q.user === 'reader' && q.status === 200), JSON.stringify(seen));
-      assert.equal(tokenRouteCount(edge) - routeBefore, seen.length);
+      await waitFor(() => tokenRouteCount(edge) - routeBefore === seen.length, { what: 'token requests in the access log to match the token service' });
     });
   });
 });
