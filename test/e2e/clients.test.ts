@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { ctrContentDigests, ctrPull, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.js';
 import { startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { removeDir, tempDir } from '../helpers/proc.js';
+import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startShim, type Shim } from '../helpers/shim.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
@@ -56,7 +56,7 @@ describe('containerd (ctr) pulls through the edge as a hosts.toml mirror', () =>
     }
     assert.ok(await edge.metric('registry_edge_fills_total', { result: 'committed' }) >= image.layers.length);
     // containerd tells a mirror which registry it stands for.
-    assert.match(edge.proc.logs(), /"path":"\/v2\/library\/app\/manifests\/1\.0"/);
+    await waitFor(() => /"path":"\/v2\/library\/app\/manifests\/1\.0"/.test(edge.proc.logs()), { what: 'the manifest request in the edge access log' });
   });
 });
 
@@ -131,6 +131,6 @@ describe('upstream token auth: the edge answers bearer challenges itself', () =>
     const r = await pullImage(`${edge.host}/private/app:1.0`, path.join(work, 'refused'));
     assert.notEqual(r.code, 0);
     assert.equal(tokens.requests.length, 0, 'the token service was never asked');
-    assert.match(edge.proc.logs(), /not in upstream\.auth\.realms/);
+    await waitFor(() => /not in upstream\.auth\.realms/.test(edge.proc.logs()), { what: 'the refused realm in the edge log' });
   });
 });

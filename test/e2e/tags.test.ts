@@ -100,7 +100,7 @@ describe('tags: TTL, HEAD revalidation, stale when the upstream is down', () => 
       assert.equal(offline.code, 0, offline.stderr);
       assert.deepEqual(await verifyDirPull(dest, v2), { ok: true });
       assert.ok(await edge.metric('registry_edge_stale_served_total') >= 1);
-      assert.match(edge.proc.logs(), /serving stale tag/);
+      await waitFor(() => /serving stale tag/.test(edge.proc.logs()), { what: 'the stale warning in the edge log' });
       const ready = await httpRequest(`${edge.adminUrl}/readyz`);
       assert.equal(ready.status, 503, 'not ready while no upstream answers');
       const unknown = await httpRequest(`${edge.url}/v2/${repo}/manifests/never-seen`, { headers: { accept: OCI } });
