@@ -1,8 +1,8 @@
 /**
  * One upstream fetch of one blob, written to a temp file while it is hashed, and read
- * by any number of followers while it lands. The fill is committed (renamed to its
- * digest's name) only when the bytes hash to the digest; otherwise nothing is kept and
- * every reader is destroyed with the error, so no client ever completes a response
+ * by any number of followers while it lands. The fill is committed (fsync'd, renamed to
+ * its digest's name) only when the bytes hash to the digest; otherwise nothing is kept
+ * and every reader is destroyed with the error, so no client ever completes a response
  * with wrong bytes: each reader holds back its last byte until the fill is verified.
  */
 import { createHash } from 'node:crypto';
@@ -44,7 +44,8 @@ export class Fill extends EventEmitter {
   private readonly tempPath: string;
   private handle: FileHandle | undefined;
   private refs = 1; // the writer's own reference
-  private state: 'starting' | 'filling' | 'committed' | 'failed' = 'starting';
+  /** verified: every byte is in and hashes right, so readers may finish while the file is made durable and committed. */
+  private state: 'starting' | 'filling' | 'verified' | 'committed' | 'failed' = 'starting';
   private failure: Error | undefined;
   private written = 0;
   private announced: number | undefined;
@@ -70,7 +71,7 @@ export class Fill extends EventEmitter {
   }
 
   get size(): number | undefined {
-    return this.state === 'committed' ? this.written : this.announced;
+    return this.complete ? this.written : this.announced;
   }
 
   private async run(
@@ -120,17 +121,26 @@ export class Fill extends EventEmitter {
       if (actual !== this.digest.hex) {
         throw new FillError('digest_mismatch', `upstream bytes hash to ${this.digest.algorithm}:${actual}, not ${this.digest.value}`);
       }
+      // Clients get their last byte now; the fsync and rename do not hold them up.
+      this.state = 'verified';
+      this.emit('progress');
       if (fsync) await this.handle.datasync();
       await hooks.commit(this.tempPath, this.written);
       this.state = 'committed';
-      this.emit('progress');
     } catch (err) {
       src.body.destroy();
-      this.fail(err instanceof FillError ? err : new FillError('upstream_error', (err as Error).message, err));
+      const failure = err instanceof FillError ? err : new FillError('upstream_error', (err as Error).message, err);
+      // Verified bytes are right: readers finish them; only the cache entry is lost.
+      if (this.state === 'verified') this.failure = failure;
+      else this.fail(failure);
       await unlink(this.tempPath).catch(() => undefined);
     } finally {
       await this.release();
     }
+  }
+
+  private get complete(): boolean {
+    return this.state === 'verified' || this.state === 'committed';
   }
 
   /** The reason the fill failed, once it has. */
@@ -180,13 +190,13 @@ export class Fill extends EventEmitter {
             reader.destroy(fill.failure);
             return;
           }
-          const stop = end ?? (fill.state === 'committed' ? fill.written : fill.announced);
-          if (stop !== undefined && pos >= stop && fill.state === 'committed') {
+          const stop = end ?? (fill.complete ? fill.written : fill.announced);
+          if (stop !== undefined && pos >= stop && fill.complete) {
             reader.push(null);
             return;
           }
           // Until the fill is verified, the reader's last byte stays behind.
-          const verifiedUpTo = fill.state === 'committed' ? fill.written : stop === undefined ? fill.written - 1 : Math.min(fill.written, stop - 1);
+          const verifiedUpTo = fill.complete ? fill.written : stop === undefined ? fill.written - 1 : Math.min(fill.written, stop - 1);
           const limit = stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
           if (pos >= limit) {
             fill.once('progress', step);

@@ -68,6 +68,8 @@ test('followers read while the fill lands, but never the last byte before it is 
   const done = await Promise.all(results);
   for (const r of done) assert.deepEqual(r.data, data);
   assert.equal(fetches, 1);
+  // Readers finish once the bytes are verified; the commit (fsync, rename) follows.
+  await first.fill.done;
   assert.ok(existsSync(layout.blobPath(digest)));
   const hit = await open();
   assert.equal(hit.kind, 'hit');

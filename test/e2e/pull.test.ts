@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { httpRequest, removeDir, tempDir } from '../helpers/proc.js';
+import { httpRequest, removeDir, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startShim, type Shim } from '../helpers/shim.js';
 
@@ -88,7 +88,7 @@ describe('pull-through: images, manifests, ranges, pass-through routes, errors',
     for (const l of image.layers) {
       const hex = l.digest.slice('sha256:'.length);
       const file = path.join(edge.cacheDir, 'blobs', 'sha256', hex.slice(0, 2), hex);
-      assert.ok(existsSync(file), `${file} exists`);
+      await waitFor(() => existsSync(file), { what: `${file} to be committed` });
       assert.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), hex);
     }
   });

@@ -126,7 +126,8 @@ describe('TLS listener (certs init, real registry, skopeo)', () => {
     // The blobs came through the edge's cache, filled from the registry.
     for (const l of image.layers) {
       const hex = l.digest.slice('sha256:'.length);
-      assert.ok(fs.existsSync(path.join(edge.cacheDir, 'blobs', 'sha256', hex.slice(0, 2), hex)), `edge cached ${l.digest}`);
+      // The commit (fsync, rename) may finish just after the client has its last byte.
+      await waitFor(() => fs.existsSync(path.join(edge.cacheDir, 'blobs', 'sha256', hex.slice(0, 2), hex)), { what: `edge cached ${l.digest}` });
     }
   });
 
