@@ -56,7 +56,7 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth));
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
       if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
       if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
       if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));

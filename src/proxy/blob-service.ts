@@ -8,7 +8,7 @@ import { FillError, type FillSource } from '../cache/fill.js';
 import type { Digest } from '../oci/grammar.js';
 import { RegistryError } from '../oci/errors.js';
 import { resolveRange, type RangeSpec } from '../oci/range.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamAuth, UpstreamClient } from '../upstream/client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
 import type { Membership } from '../cache/membership.js';
@@ -49,16 +49,8 @@ export class BlobService {
   }
 
   /** Asks the upstream, with the client's credentials, whether it may read this blob; throws the refusal. */
-  async checkAccess(name: string, digest: Digest, authorization: string | undefined): Promise<void> {
-    const res = await this.upstream.request({
-      method: 'HEAD',
-      path: `/v2/${name}/blobs/${digest.value}`,
-      auth: authorization ? { kind: 'client', header: authorization } : undefined,
-    });
-    await res.body.dump();
-    // A redirect means the registry would hand the blob over.
-    if (res.status !== 200 && res.status !== 307) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
-    await this.membership.add(name, [digest.value]);
+  checkAccess(name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
+    return this.confirm(name, digest, authorization ? { kind: 'client', header: authorization } : undefined);
   }
 
   /**
@@ -68,15 +60,17 @@ export class BlobService {
   private async ensureMember(req: BlobRequest): Promise<void> {
     if (this.membership.has(req.digest.value, req.name)) return;
     if (!this.cache.store.has(req.digest) && !this.cache.inflightFill(req.digest)) return;
-    const res = await this.upstream.request({
-      method: 'HEAD',
-      path: `/v2/${req.name}/blobs/${req.digest.value}`,
-      auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
-      followRedirects: true,
-    });
+    await this.confirm(req.name, req.digest, upstreamAuth(this.mode, pullScope(req.name), req.authorization));
+  }
+
+  /** A HEAD upstream: on 200 the repository holds the blob (remembered) and its size is returned; otherwise the refusal is thrown. */
+  private async confirm(name: string, digest: Digest, auth: UpstreamAuth): Promise<number | undefined> {
+    const res = await this.upstream.request({ method: 'HEAD', path: `/v2/${name}/blobs/${digest.value}`, auth, followRedirects: true });
     if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
     await res.body.dump();
-    await this.membership.add(req.name, [req.digest.value]);
+    await this.membership.add(name, [digest.value]);
+    const length = Number(res.headers['content-length']);
+    return Number.isSafeInteger(length) ? length : undefined;
   }
 
   async get(req: BlobRequest): Promise<BlobBody> {
@@ -123,17 +117,8 @@ export class BlobService {
     const fill = this.cache.inflightFill(req.digest);
     const announced = fill ? await fill.ready.catch(() => undefined) : undefined;
     if (announced !== undefined) return { size: announced, source: 'fill' };
-    const res = await this.upstream.request({
-      method: 'HEAD',
-      path: `/v2/${req.name}/blobs/${req.digest.value}`,
-      auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
-      followRedirects: true,
-    });
-    if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
-    await res.body.dump();
-    await this.membership.add(req.name, [req.digest.value]);
-    const length = Number(res.headers['content-length']);
-    return { size: Number.isSafeInteger(length) ? length : undefined, source: 'upstream' };
+    const size = await this.confirm(req.name, req.digest, upstreamAuth(this.mode, pullScope(req.name), req.authorization));
+    return { size, source: 'upstream' };
   }
 
   private async fetch(req: BlobRequest): Promise<FillSource> {
