@@ -4,22 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-declare -A PEERS=([htpasswd]=apache2-utils [docker-registry]=docker-registry [skopeo]=skopeo [redis-server]=redis-server [containerd]=containerd [ctr]=containerd [openssl]=openssl)
-missing=()
-for cmd in "${!PEERS[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PEERS[$cmd]}")
-done
-if ((${#missing[@]})); then
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing test peers: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "missing test peers; install them with: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+bash scripts/install-peers.sh "test peers" docker-registry=docker-registry skopeo=skopeo containerd=containerd \
+  ctr=containerd openssl=openssl htpasswd=apache2-utils
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent

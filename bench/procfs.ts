@@ -1,0 +1,50 @@
+// /proc readers: peak RSS (VmHWM) of a process, and the children of a process.
+import * as fs from 'node:fs';
+
+/** VmHWM (peak resident set) of `pid` in bytes, or undefined when it is gone. */
+export function peakRssBytes(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(text);
+  return m?.[1] === undefined ? undefined : Number(m[1]) * 1024;
+}
+
+interface Stat {
+  comm: string;
+  ppid: number;
+}
+
+function readStat(pid: number): Stat | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return undefined;
+  const rest = text.slice(close + 2).split(' ');
+  return { comm: text.slice(open + 1, close), ppid: Number(rest[1]) };
+}
+
+/** Direct children of `pid` (scans /proc). */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const child = Number(name);
+    if (readStat(child)?.ppid === pid) out.push(child);
+  }
+  return out;
+}
+
+/** True while `pid` exists and its command name is `comm` (guards against reused pids). */
+export function isRunningAs(pid: number, comm: string): boolean {
+  return readStat(pid)?.comm === comm;
+}

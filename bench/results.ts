@@ -1,0 +1,229 @@
+// The shape of a run's results (bench/results/*.json), the table printed from them,
+// and the registry-edge targets of issue 5 checked against the peers of the same run.
+
+export const EDGE_NAMES = ['direct', 'nginx-proxy', 'nginx-cache', 'registry-proxy', 'registry-edge'] as const;
+export type EdgeName = (typeof EDGE_NAMES)[number];
+
+export const IMAGE_NAMES = ['big', 'many', 'small'] as const;
+export type ImageName = (typeof IMAGE_NAMES)[number];
+
+export interface Failed {
+  error: string;
+}
+export type Outcome<T> = T | Failed;
+
+export function failed<T extends object>(o: Outcome<T> | undefined): o is Failed | undefined {
+  return o === undefined || 'error' in o;
+}
+
+export interface PullMeasure {
+  seconds: number;
+  bytesFromCentre: number;
+  /** bytesFromCentre / the image's bytes (manifest + config + layers). */
+  ratio: number;
+}
+
+export interface GetMeasure {
+  streams: number;
+  seconds: number;
+  /** Of the median run. */
+  mibPerSecond: number;
+  client: string;
+  /** MiB/s of every run. */
+  runs: number[];
+}
+
+export interface HerdMeasure {
+  clients: number;
+  seconds: number;
+  bytesFromCentre: number;
+  /** bytesFromCentre / the blob size. */
+  ratio: number;
+  /** Clients that got status 200, the whole body and the right digest. */
+  correct: number;
+  /** Seconds from the start to the first body byte, slowest client. */
+  slowestFirstByteSeconds: number;
+}
+
+export interface ManifestMeasure {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  requests: number;
+  errors: number;
+}
+
+export interface EdgeResult {
+  name: EdgeName;
+  /** What serves the clients, e.g. "nginx 1.22.1 (proxy_cache)". */
+  label: string;
+  transport: 'http' | 'https';
+  transportNote?: string;
+  coldPull: Partial<Record<ImageName, Outcome<PullMeasure>>>;
+  warmPull: Partial<Record<ImageName, Outcome<PullMeasure>>>;
+  blobOne?: Outcome<GetMeasure>;
+  blobMany?: Outcome<GetMeasure>;
+  herd?: Outcome<HerdMeasure>;
+  manifest?: Outcome<ManifestMeasure>;
+  /** Sum of VmHWM over the serving processes (nginx: master + workers); undefined for direct. */
+  peakRssBytes?: number;
+  processes: number;
+  seconds: number;
+  error?: string;
+}
+
+export interface Machine {
+  nproc: number;
+  cpu: string;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  peers: Record<string, string>;
+  /** os.loadavg() when the run started and ended: anything else running skews the numbers. */
+  loadAtStart: number[];
+  loadAtEnd?: number[];
+}
+
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+export interface RunResults {
+  date: string;
+  quick: boolean;
+  machine: Machine;
+  settings: Record<string, string | number | boolean>;
+  images: Record<ImageName, { layers: number[]; bytes: number }>;
+  herdBlobBytes: number;
+  warmBlobBytes: number;
+  edges: EdgeResult[];
+  targets: TargetCheck[];
+  seconds: number;
+}
+
+const MiB = 1024 * 1024;
+
+function cell<T extends object>(o: Outcome<T> | undefined, f: (v: T) => string): string {
+  if (o === undefined) return '–';
+  if ('error' in o) return 'ERROR';
+  return f(o);
+}
+
+const s = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const ratio = (x: number): string => `${x.toFixed(2)}x`;
+
+export function pullCell(o: Outcome<PullMeasure> | undefined): string {
+  return cell(o, (v) => `${s(v.seconds)} s, ${ratio(v.ratio)}`);
+}
+
+/** Rows of metrics, one column per edge. */
+export function tableRows(r: RunResults): string[][] {
+  const e = r.edges;
+  const rows: string[][] = [['', ...e.map((x) => x.name)]];
+  rows.push(['serving', ...e.map((x) => x.label)]);
+  rows.push(['transport', ...e.map((x) => x.transport + (x.transportNote ? ` (${x.transportNote})` : ''))]);
+  for (const img of IMAGE_NAMES) {
+    rows.push([`cold pull ${img} (s, x image from centre)`, ...e.map((x) => pullCell(x.coldPull[img]))]);
+  }
+  for (const img of IMAGE_NAMES) {
+    rows.push([`warm pull ${img} (s, x image from centre)`, ...e.map((x) => pullCell(x.warmPull[img]))]);
+  }
+  const blobMiB = Math.round(r.warmBlobBytes / MiB);
+  const one = e.find((x) => !failed(x.blobOne))?.blobOne;
+  const many = e.find((x) => !failed(x.blobMany))?.blobMany;
+  const oneStreams = failed(one) ? 1 : one.streams;
+  const manyStreams = failed(many) ? 8 : many.streams;
+  rows.push([`warm ${blobMiB} MiB blob, ${oneStreams} stream (MiB/s)`, ...e.map((x) => cell(x.blobOne, (v) => v.mibPerSecond.toFixed(0)))]);
+  rows.push([`warm ${blobMiB} MiB blob, ${manyStreams} streams (MiB/s)`, ...e.map((x) => cell(x.blobMany, (v) => v.mibPerSecond.toFixed(0)))]);
+  const herd = e.find((x) => !failed(x.herd))?.herd;
+  const clients = failed(herd) ? 16 : herd.clients;
+  const herdMiB = Math.round(r.herdBlobBytes / MiB);
+  rows.push([`${clients} clients, cold ${herdMiB} MiB blob: wall (s)`, ...e.map((x) => cell(x.herd, (v) => s(v.seconds)))]);
+  rows.push([`${clients} clients: from centre (x blob)`, ...e.map((x) => cell(x.herd, (v) => ratio(v.ratio)))]);
+  rows.push([`${clients} clients: slowest first byte (s)`, ...e.map((x) => cell(x.herd, (v) => s(v.slowestFirstByteSeconds)))]);
+  rows.push([`${clients} clients: correct digests`, ...e.map((x) => cell(x.herd, (v) => `${v.correct}/${v.clients}`))]);
+  rows.push(['manifest by tag (req/s)', ...e.map((x) => cell(x.manifest, (v) => v.requestsPerSecond.toFixed(0) + (v.errors > 0 ? ` (${v.errors} errors)` : '')))]);
+  rows.push(['manifest by tag p99 (ms)', ...e.map((x) => cell(x.manifest, (v) => v.p99Ms.toFixed(1)))]);
+  rows.push(['peak RSS (MiB)', ...e.map((x) => (x.peakRssBytes === undefined ? '–' : `${(x.peakRssBytes / MiB).toFixed(0)}${x.processes > 1 ? ` (${x.processes} procs)` : ''}`))]);
+  rows.push(['time for this contender (s)', ...e.map((x) => x.seconds.toFixed(0))]);
+  return rows;
+}
+
+export function markdownTable(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 3, c.length)));
+  const line = (row: string[]): string => `| ${row.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const [head, ...body] = rows;
+  if (head === undefined) return '';
+  return [line(head), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...body.map(line)].join('\n');
+}
+
+export function targetsTable(checks: TargetCheck[]): string {
+  const rows = [['target (registry-edge, same run)', 'measured', 'met'], ...checks.map((c) => [c.target, c.measured, c.met === null ? 'n/a' : c.met ? 'yes' : '**no**'])];
+  return markdownTable(rows);
+}
+
+function edge(r: RunResults, name: EdgeName): EdgeResult | undefined {
+  return r.edges.find((x) => x.name === name);
+}
+
+/** The targets of issue 5, as ratios against the peers measured in the same run. */
+export function checkTargets(r: RunResults): TargetCheck[] {
+  const me = edge(r, 'registry-edge');
+  const cache = edge(r, 'nginx-cache');
+  const direct = edge(r, 'direct');
+  const out: TargetCheck[] = [];
+  const add = (target: string, measured: string, met: boolean | null): void => {
+    out.push({ target, measured, met });
+  };
+  if (me === undefined) return out;
+  const tlsNote = me.transport === 'https' ? '' : ' [edge over plain HTTP, nginx over TLS]';
+
+  for (const [key, label] of [['blobOne', 'one stream'], ['blobMany', 'many streams']] as const) {
+    const a = me[key];
+    const b = cache?.[key];
+    if (failed(a) || failed(b)) add(`warm blob ${label} >= nginx-cache`, 'not measured', null);
+    else add(`warm blob ${label} (${a.streams}) >= nginx-cache${tlsNote}`, `${a.mibPerSecond.toFixed(0)} vs ${b.mibPerSecond.toFixed(0)} MiB/s`, a.mibPerSecond >= b.mibPerSecond);
+  }
+
+  const h = me.herd;
+  const hc = cache?.herd;
+  if (failed(h)) add('herd: <= 1.05x blob from centre, all correct, <= 0.5x nginx-cache wall', 'not measured', null);
+  else {
+    add('herd: from centre <= 1.05x the blob', ratio(h.ratio), h.ratio <= 1.05);
+    add('herd: all clients correct', `${h.correct}/${h.clients}`, h.correct === h.clients);
+    if (failed(hc)) add('herd: wall <= 0.5x nginx-cache', 'nginx-cache not measured', null);
+    else add('herd: wall <= 0.5x nginx-cache', `${s(h.seconds)} s vs ${s(hc.seconds)} s (${(h.seconds / hc.seconds).toFixed(2)}x)`, h.seconds <= 0.5 * hc.seconds);
+  }
+
+  const cb = me.coldPull.big;
+  const db = direct?.coldPull.big;
+  if (failed(cb) || failed(db)) add('cold pull big <= 1.10x direct', 'not measured', null);
+  else add('cold pull big <= 1.10x direct', `${s(cb.seconds)} s vs ${s(db.seconds)} s (${(cb.seconds / db.seconds).toFixed(2)}x), ${ratio(cb.ratio)} from centre`, cb.seconds <= 1.1 * db.seconds);
+  for (const img of IMAGE_NAMES) {
+    const w = me.warmPull[img];
+    const wc = cache?.warmPull[img];
+    if (failed(w)) {
+      add(`warm pull ${img}: <= 1% from centre, <= nginx-cache time`, 'not measured', null);
+      continue;
+    }
+    add(`warm pull ${img}: <= 1% of the image from centre`, `${(w.ratio * 100).toFixed(2)}%`, w.ratio <= 0.01);
+    if (failed(wc)) add(`warm pull ${img}: <= nginx-cache time`, 'nginx-cache not measured', null);
+    else add(`warm pull ${img}: <= nginx-cache time`, `${s(w.seconds)} s vs ${s(wc.seconds)} s`, w.seconds <= wc.seconds);
+  }
+
+  const m = me.manifest;
+  const mc = cache?.manifest;
+  if (failed(m)) add('manifest by tag: >= 5x nginx-cache req/s, p99 <= 20 ms', 'not measured', null);
+  else {
+    if (failed(mc)) add('manifest by tag: >= 5x nginx-cache req/s', 'nginx-cache not measured', null);
+    else add(`manifest by tag: >= 5x nginx-cache req/s${tlsNote}`, `${m.requestsPerSecond.toFixed(0)} vs ${mc.requestsPerSecond.toFixed(0)} (${(m.requestsPerSecond / mc.requestsPerSecond).toFixed(1)}x)`, m.requestsPerSecond >= 5 * mc.requestsPerSecond && m.errors === 0);
+    add('manifest by tag: p99 <= 20 ms', `${m.p99Ms.toFixed(1)} ms`, m.p99Ms <= 20);
+  }
+  if (me.peakRssBytes === undefined) add('peak RSS <= 150 MiB', 'not measured', null);
+  else add('peak RSS <= 150 MiB', `${(me.peakRssBytes / MiB).toFixed(0)} MiB`, me.peakRssBytes <= 150 * MiB);
+  return out;
+}
