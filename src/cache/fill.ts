@@ -37,7 +37,8 @@ export interface FillHooks {
   onBytes(n: number): void;
 }
 
-const READ_CHUNK = 1024 * 1024;
+// Large enough for few syscalls, small enough that many slow readers do not hold much memory.
+const READ_CHUNK = 256 * 1024;
 
 export class Fill extends EventEmitter {
   readonly digest: Digest;
@@ -112,7 +113,7 @@ export class Fill extends EventEmitter {
         await this.handle.write(chunk, 0, chunk.length, this.written);
         this.written += chunk.length;
         hooks.onBytes(chunk.length);
-        this.emit('progress');
+        this.emit('progress', chunk, this.written - chunk.length);
       }
       if (this.announced !== undefined && this.written !== this.announced) {
         throw new FillError('size_mismatch', `upstream sent ${this.written} of ${this.announced} bytes`);
@@ -174,51 +175,70 @@ export class Fill extends EventEmitter {
     const handle = this.handle;
     this.refs += 1;
     let pos = start;
+    // The consumer asked for more (_read) and nothing is on its way yet.
+    let wanted = false;
+    let reading = false;
+    const fill = this;
+    /**
+     * Sends what may be sent: the chunk that just landed when it covers the reader's
+     * position (a reader keeping up is served from memory, shared by every follower),
+     * else a read of the file (a late or slow reader catching up).
+     */
+    const pump = (chunk?: Buffer, offset?: number): void => {
+      if (reader.destroyed || reading || !wanted) return;
+      if (fill.state === 'failed') {
+        reader.destroy(fill.failure);
+        return;
+      }
+      const stop = end ?? (fill.complete ? fill.written : fill.announced);
+      if (stop !== undefined && pos >= stop && fill.complete) {
+        wanted = false;
+        reader.push(null);
+        return;
+      }
+      // Until the fill is verified, the reader's last byte stays behind.
+      const verifiedUpTo = fill.complete ? fill.written : stop === undefined ? fill.written - 1 : Math.min(fill.written, stop - 1);
+      const limit = stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
+      if (pos >= limit) return;
+      wanted = false;
+      if (chunk && offset !== undefined && pos >= offset && pos < offset + chunk.length) {
+        const upTo = Math.min(limit, offset + chunk.length);
+        const view = chunk.subarray(pos - offset, upTo - offset);
+        pos = upTo;
+        reader.push(view);
+        return;
+      }
+      const len = Math.min(READ_CHUNK, limit - pos);
+      const buf = Buffer.allocUnsafe(len);
+      reading = true;
+      handle.read(buf, 0, len, pos).then(
+        ({ bytesRead }) => {
+          reading = false;
+          pos += bytesRead;
+          reader.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
+        },
+        (err: Error) => reader.destroy(err),
+      );
+    };
     let released = false;
     const releaseOnce = (): void => {
       if (released) return;
       released = true;
+      fill.off('progress', pump);
       void this.release();
     };
-    const fill = this;
     const reader = new Readable({
       highWaterMark: READ_CHUNK,
       read() {
-        const step = (): void => {
-          if (reader.destroyed) return;
-          if (fill.state === 'failed') {
-            reader.destroy(fill.failure);
-            return;
-          }
-          const stop = end ?? (fill.complete ? fill.written : fill.announced);
-          if (stop !== undefined && pos >= stop && fill.complete) {
-            reader.push(null);
-            return;
-          }
-          // Until the fill is verified, the reader's last byte stays behind.
-          const verifiedUpTo = fill.complete ? fill.written : stop === undefined ? fill.written - 1 : Math.min(fill.written, stop - 1);
-          const limit = stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
-          if (pos >= limit) {
-            fill.once('progress', step);
-            return;
-          }
-          const len = Math.min(READ_CHUNK, limit - pos);
-          const buf = Buffer.allocUnsafe(len);
-          handle.read(buf, 0, len, pos).then(
-            ({ bytesRead }) => {
-              pos += bytesRead;
-              reader.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
-            },
-            (err: Error) => reader.destroy(err),
-          );
-        };
-        step();
+        wanted = true;
+        pump();
       },
       destroy(err, callback) {
         releaseOnce();
         callback(err);
       },
     });
+    fill.on('progress', pump);
     reader.once('end', releaseOnce);
     return reader;
   }
