@@ -6,12 +6,14 @@ import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Authorizer } from './auth/authorizer.js';
+import { Htpasswd } from './auth/htpasswd.js';
 import { TokenVerifier } from './auth/token-verifier.js';
 import { Membership } from './cache/membership.js';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
 import { ManifestStore } from './cache/manifest-store.js';
+import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
 import { closeServer, listen } from './http/listen.js';
@@ -139,12 +141,20 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
 }
 
 async function createAuthorizer(config: Config): Promise<Authorizer> {
-  const { mode, token, check } = config.auth;
+  const { mode, token, check, htpasswd } = config.auth;
+  if (mode === 'public' && htpasswd.path) {
+    const users = await Htpasswd.load(htpasswd.path, check.ttl * 1000).catch((err: Error) => {
+      throw new ConfigError([`auth.htpasswd.path: ${err.message}`]);
+    });
+    return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: check.ttl * 1000 });
+  }
   if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: check.ttl * 1000 });
   const verifier = new TokenVerifier({
     issuer: token.issuer,
     service: token.service,
-    rootCertBundlePem: await readFile(token.rootcertbundle, 'utf8'),
+    rootCertBundlePem: await readFile(token.rootcertbundle, 'utf8').catch((err: Error) => {
+      throw new ConfigError([`auth.token.rootcertbundle: cannot read ${token.rootcertbundle}: ${err.message}`]);
+    }),
     leewaySeconds: token.leeway,
   });
   const realm = (base: string): string => token.realm || `${base}${config.token.path}`;

@@ -2,7 +2,8 @@
  * Who may read what from the edge, decided before any cached answer is served, the
  * way the central registry would decide:
  *
- * - public: anyone (the edge pulls with its own credentials);
+ * - public: anyone (the edge pulls with its own credentials), or with an htpasswd
+ *   file, any user in it;
  * - token: a bearer token the edge verifies itself (signature to the root bundle,
  *   issuer, audience, time, and `pull` on the repository), with the challenge the
  *   centre would give when it is missing or short;
@@ -13,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { RegistryError } from '../oci/errors.js';
+import type { Htpasswd } from './htpasswd.js';
 import { TokenVerifier } from './token-verifier.js';
 
 export type AuthMode = 'public' | 'token' | 'upstream-check';
@@ -28,24 +30,32 @@ export interface TokenSettings {
 
 const MAX_DECISIONS = 100_000;
 
+/** Clients of the edge itself in public mode, when an htpasswd file is configured. */
+export interface BasicSettings {
+  readonly realm: string;
+  readonly htpasswd: Htpasswd;
+}
+
 export class Authorizer {
   readonly mode: AuthMode;
   private readonly token: TokenSettings | undefined;
+  private readonly basic: BasicSettings | undefined;
   private readonly decisions: LRUCache<string, true>;
   private readonly now: () => number;
 
-  constructor(mode: AuthMode, opts: { token?: TokenSettings; checkTtlMs: number; now?: () => number }) {
+  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; now?: () => number }) {
     this.mode = mode;
     this.token = opts.token;
+    this.basic = opts.basic;
     this.now = opts.now ?? Date.now;
     this.decisions = new LRUCache<string, true>({ max: MAX_DECISIONS, ttl: Math.max(1, opts.checkTtlMs), perf: { now: this.now } });
     if (mode === 'token' && !opts.token) throw new Error('token mode needs token settings');
   }
 
-  /** GET /v2/: token mode wants any valid token; the other modes let the caller decide. */
-  base(authorization: string | undefined, base: string): void {
-    if (this.mode !== 'token') return;
-    this.verified(authorization, base, undefined);
+  /** GET /v2/: token mode wants any valid token, public mode with htpasswd a known user; upstream-check asks the upstream. */
+  async base(authorization: string | undefined, base: string): Promise<void> {
+    if (this.mode === 'token') this.verified(authorization, base, undefined);
+    if (this.mode === 'public') await this.basicUser(authorization);
   }
 
   /**
@@ -53,7 +63,7 @@ export class Authorizer {
    * `check` is the upstream question for upstream-check mode.
    */
   async pull(repository: string, authorization: string | undefined, base: string, check: UpstreamCheck): Promise<void> {
-    if (this.mode === 'public') return;
+    if (this.mode === 'public') return this.basicUser(authorization);
     if (this.mode === 'token') {
       const access = this.verified(authorization, base, repository);
       if (!TokenVerifier.allows(access, repository, 'pull')) throw this.challenge(base, repository, 'insufficient_scope');
@@ -64,6 +74,11 @@ export class Authorizer {
     if (this.decisions.get(key)) return;
     await check();
     this.decisions.set(key, true);
+  }
+
+  private async basicUser(authorization: string | undefined): Promise<void> {
+    if (!this.basic || (await this.basic.htpasswd.verify(authorization))) return;
+    throw new RegistryError('UNAUTHORIZED', 'authentication required', undefined, 401, { 'www-authenticate': `Basic realm="${this.basic.realm}"` });
   }
 
   private verified(authorization: string | undefined, base: string, repository: string | undefined) {

@@ -199,6 +199,9 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
       problems.push(`${named('auth.token.realm')}: set it, or token.path and token.url, when auth.mode is token (clients need a realm to get tokens)`);
     }
   }
+  if (config.auth.htpasswd.path && config.auth.mode !== 'public') {
+    problems.push(`${named('auth.htpasswd.path')}: only applies when auth.mode is public (the other modes let the centre decide)`);
+  }
   if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
     problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
   }

@@ -49,7 +49,9 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'auth.token.issuer', type: 'string', default: '', doc: 'Issuer the edge accepts, as the central registry\'s auth.token.issuer.' },
   { path: 'auth.token.rootcertbundle', type: 'string', default: '', doc: 'PEM file with the certificates token signatures chain to, the same file as the central registry\'s auth.token.rootcertbundle.' },
   { path: 'auth.token.leeway', type: 'duration', default: '60s', min: 0, doc: 'Clock skew allowed on exp and nbf.' },
-  { path: 'auth.check.ttl', type: 'duration', default: '60s', min: 0, doc: 'upstream-check mode: how long a yes from the upstream (per credential hash and repository) is reused. Refusals are never kept.' },
+  { path: 'auth.htpasswd.path', type: 'string', default: '', doc: 'public mode: an htpasswd file (bcrypt, htpasswd -B) whose users alone may use the edge; empty: anyone.' },
+  { path: 'auth.htpasswd.realm', type: 'string', default: 'registry-edge', doc: 'Realm of the Basic challenge for auth.htpasswd.path.' },
+  { path: 'auth.check.ttl', type: 'duration', default: '60s', min: 0, doc: 'upstream-check mode: how long a yes from the upstream (per credential hash and repository) is reused; public mode with htpasswd: how long a verified password is. Refusals are never kept.' },
   { path: 'cache.dir', type: 'string', default: './data', doc: 'Cache directory (blobs, manifests, tags, temp fills on the same filesystem).' },
   { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Blob cache size; least recently used blobs are evicted beyond it.' },
   { path: 'cache.tag_ttl', type: 'duration', default: '60s', min: 0, doc: 'How long a tag-to-digest mapping is served without asking the upstream (HEAD revalidation after it).' },
@@ -96,6 +98,7 @@ export interface Config {
   readonly auth: {
     readonly mode: 'public' | 'token' | 'upstream-check';
     readonly token: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootcertbundle: string; readonly leeway: number };
+    readonly htpasswd: { readonly path: string; readonly realm: string };
     readonly check: { readonly ttl: number };
   };
   readonly cache: {

@@ -51,7 +51,7 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
     case 'base':
       if (!read) break;
       if (mode === 'upstream-check') return void (await forward(ex, deps.forward, asClient));
-      authorizer.base(clientAuth, ex.base);
+      await authorizer.base(clientAuth, ex.base);
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;

@@ -225,3 +225,45 @@ describe('upstream-check mode with htpasswd basic auth at the centre', () => {
     assert.equal(renewed.status, 200);
   });
 });
+
+describe('public mode with an htpasswd file for clients of the edge', () => {
+  let work: string;
+  let registry: Registry;
+  let edge: Edge;
+  let image: ImageInfo;
+
+  before(async () => {
+    work = tempDir('re-htpasswd-');
+    const file = path.join(work, 'htpasswd');
+    const entry = await run('htpasswd', ['-Bbn', 'erin', 'e-secret']);
+    assert.equal(entry.code, 0, entry.stderr);
+    writeFileSync(file, entry.stdout);
+    registry = await startRegistry();
+    image = await makeOciLayout(path.join(work, 'img'), { layers: [100 * KiB], tag: '1.0' });
+    await pushImage(image.layoutDir, '1.0', `${registry.host}/library/app:1.0`);
+    edge = await startEdge({ workDir: work, upstreams: [registry.url], env: { REGISTRY_EDGE_AUTH_HTPASSWD_PATH: file, REGISTRY_EDGE_AUTH_HTPASSWD_REALM: 'zone-a' } });
+  });
+
+  after(async () => {
+    await edge?.stop();
+    await registry?.dispose();
+    if (work) removeDir(work);
+  });
+
+  test('only users in the file may pull, cached content included', async () => {
+    const dest = path.join(work, 'erin');
+    const ok = await pullImage(`${edge.host}/library/app:1.0`, dest, { creds: 'erin:e-secret' });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(await verifyDirPull(dest, image), { ok: true });
+    const blob = `${edge.url}/v2/library/app/blobs/${image.layers[0]?.digest}`;
+    for (const authorization of [undefined, 'Basic ' + Buffer.from('erin:wrong').toString('base64'), 'Basic ' + Buffer.from('mallory:e-secret').toString('base64'), 'Bearer x']) {
+      const res = await httpRequest(blob, { headers: authorization ? { authorization } : {} });
+      assert.equal(res.status, 401, String(authorization));
+      assert.equal(res.headers['www-authenticate'], 'Basic realm="zone-a"');
+      assert.ok(res.body.length < 1024);
+    }
+    assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 401);
+    const denied = await pullImage(`${edge.host}/library/app:1.0`, path.join(work, 'anon'));
+    assert.notEqual(denied.code, 0);
+  });
+});
