@@ -6,9 +6,10 @@ import { after, before, describe, test } from 'node:test';
 import { startEdge, type Edge } from '../helpers/edge.js';
 import { fetchBlob } from '../helpers/fetch-blob.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile } from '../helpers/image.js';
-import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
-import { startRegistry, type Registry } from '../helpers/registry.js';
-import { startShim, type Shim } from '../helpers/shim.js';
+import { waitFor } from '../helpers/proc.js';
+import type { Registry } from '../helpers/registry.js';
+import type { Shim } from '../helpers/shim.js';
+import { startStack, type Stack } from '../helpers/stack.js';
 
 const MiB = 1024 * 1024;
 const repo = 'team/big';
@@ -19,6 +20,7 @@ function blobFile(edge: Edge, digest: string): string {
 }
 
 describe('fills: one upstream fetch, followers stream, nothing unverified is kept', () => {
+  let stack: Stack;
   let work: string;
   let registry: Registry;
   let shim: Shim;
@@ -32,17 +34,13 @@ describe('fills: one upstream fetch, followers stream, nothing unverified is kep
   }
 
   before(async () => {
-    work = tempDir('re-fills-');
-    registry = await startRegistry();
-    shim = await startShim(registry.url);
-    edge = await startEdge({ workDir: work, upstreams: [shim.url] });
+    stack = await startStack('re-fills-');
+    ({ work, registry, shim, edge } = stack);
   });
 
   after(async () => {
-    await edge?.stop();
-    await shim?.stop();
-    await registry?.dispose();
-    if (work) removeDir(work);
+    stack.edge = edge;
+    await stack?.stop();
   });
 
   test('16 concurrent cold GETs of one large blob: one upstream fetch, 16 correct bodies', async (t) => {

@@ -5,11 +5,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startEdge, type Edge } from '../helpers/edge.js';
+import type { Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { httpRequest, removeDir, tempDir, waitFor } from '../helpers/proc.js';
-import { startRegistry, type Registry } from '../helpers/registry.js';
-import { startShim, type Shim } from '../helpers/shim.js';
+import { httpRequest, waitFor } from '../helpers/proc.js';
+import type { Registry } from '../helpers/registry.js';
+import type { Shim } from '../helpers/shim.js';
+import { startStack, type Stack } from '../helpers/stack.js';
 
 const MiB = 1024 * 1024;
 
@@ -34,6 +35,7 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 
 describe('pull-through: images, manifests, ranges, pass-through routes, errors', () => {
+  let stack: Stack;
   let work: string;
   let registry: Registry;
   let shim: Shim;
@@ -45,20 +47,18 @@ describe('pull-through: images, manifests, ranges, pass-through routes, errors',
   const layerBytes = (): number => image.layers.reduce((a, l) => a + l.size, 0);
 
   before(async () => {
-    work = tempDir('re-pull-');
-    registry = await startRegistry();
-    shim = await startShim(registry.url);
-    image = await makeOciLayout(path.join(work, 'layout'), { layers: [2 * MiB, 6 * MiB, 512 * 1024], tag: '1.0' });
-    await pushImage(image.layoutDir, '1.0', `${registry.host}/${repo}:1.0`);
-    await pushImage(image.layoutDir, '1.0', `${registry.host}/${repo}:docker`, { format: 'v2s2' });
-    edge = await startEdge({ workDir: work, upstreams: [shim.url] });
+    stack = await startStack('re-pull-', {
+      before: async (s) => {
+        image = await makeOciLayout(path.join(s.work, 'layout'), { layers: [2 * MiB, 6 * MiB, 512 * 1024], tag: '1.0' });
+        await pushImage(image.layoutDir, '1.0', `${s.registry.host}/${repo}:1.0`);
+        await pushImage(image.layoutDir, '1.0', `${s.registry.host}/${repo}:docker`, { format: 'v2s2' });
+      },
+    });
+    ({ work, registry, shim, edge } = stack);
   });
 
   after(async () => {
-    await edge?.stop();
-    await shim?.stop();
-    await registry?.dispose();
-    if (work) removeDir(work);
+    await stack?.stop();
   });
 
   test('an image pulls through the edge twice; the second pull moves no blob bytes from upstream', async (t) => {
