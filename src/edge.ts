@@ -2,9 +2,10 @@
  * Wires one edge from a validated config: stores, upstream client, services, the
  * client listener and the admin listener. Everything long-lived is closed by close().
  */
-import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
+import { Agent } from 'undici';
 import { Authorizer } from './auth/authorizer.js';
 import { Htpasswd } from './auth/htpasswd.js';
 import { TokenVerifier } from './auth/token-verifier.js';
@@ -18,12 +19,11 @@ import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
 import { closeServer, listen } from './http/listen.js';
 import { createRouter } from './http/router.js';
+import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { BlobService } from './proxy/blob-service.js';
 import { ManifestService } from './proxy/manifest-service.js';
-import { Agent } from 'undici';
-import { TlsListener } from './http/tls.js';
 import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
 import { parseTrustedProxies } from './upstream/client-address.js';
 
@@ -53,11 +53,14 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   await manifestStore.init();
   const blobCache = new BlobCache(store, config.cache.fsync, {
     onFillStart: () => metrics.fillsInFlight.inc(),
-    onFillEnd: (result) => {
+    onFillEnd: (result, digest, error) => {
       metrics.fillsInFlight.dec();
       metrics.fills.inc({ result });
       if (result === 'digest_mismatch') metrics.digestMismatches.inc({ kind: 'blob' });
-      if (result !== 'committed' && result !== 'source_refused') log.warn({ result }, 'blob fill failed; nothing was cached');
+      // A refused source is the upstream's answer to one client (401, 404): not a fault of the fill.
+      if (result !== 'committed' && result !== 'source_refused') {
+        log.warn({ result, digest: digest.value, err: error?.message }, 'blob fill failed; nothing was cached');
+      }
     },
     onFollower: () => metrics.followers.inc(),
     onUpstreamBytes: (n) => metrics.upstreamBytes.inc(n),

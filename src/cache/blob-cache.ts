@@ -9,7 +9,7 @@ import { Fill, type FillFailure, type FillSource } from './fill.js';
 
 export interface BlobCacheEvents {
   onFillStart(): void;
-  onFillEnd(result: 'committed' | FillFailure): void;
+  onFillEnd(result: 'committed' | FillFailure, digest: Digest, error: Error | undefined): void;
   onFollower(): void;
   onUpstreamBytes(n: number): void;
 }
@@ -64,8 +64,8 @@ export class BlobCache {
     this.inflight.set(digest.value, fill);
     void fill.done.then(() => {
       this.inflight.delete(digest.value);
-      const err = fill.error as { reason?: FillFailure } | undefined;
-      this.events.onFillEnd(err?.reason ?? 'committed');
+      const err = fill.error;
+      this.events.onFillEnd((err as { reason?: FillFailure } | undefined)?.reason ?? 'committed', digest, err);
     });
     return fill;
   }
