@@ -1,16 +1,10 @@
 /** `registry-edge certs init|show`: the argument handling around issue.ts and show.ts. */
 import { readFile } from 'node:fs/promises';
+import { CERTS_USAGE } from './usage.js';
 import { initCertificates, nextSteps, validateHosts } from './issue.js';
 import { describeCertificate, formatCertificateInfo } from './show.js';
 
-export const CERTS_USAGE = `usage:
-  registry-edge certs init --hosts HOST[,HOST...] --out DIR [--days N] [--port N] [--force]
-      create ca.crt, ca.key, server.crt (chain) and server.key in DIR;
-      HOST is a DNS name (wildcards like *.example.com allowed) or an IP address;
-      --days: server certificate validity (default 825); --port: the port clients use,
-      for the printed instructions (default 5000); --force: replace existing files
-  registry-edge certs show FILE
-      print subject, issuer, validity, SANs and fingerprint of every certificate in FILE`;
+export { CERTS_USAGE };
 
 /** A mistake in the command line: reported with exit code 2, as opposed to a failure doing the work. */
 class UsageError extends Error {}

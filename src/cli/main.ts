@@ -1,5 +1,5 @@
 /** Command line: `serve`, `config check`, `config reference`. */
-import { CERTS_USAGE, runCertsCommand } from '../certs/cli.js';
+import { CERTS_USAGE } from '../certs/usage.js';
 import { ConfigError, configReference, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { startEdge } from '../edge.js';
@@ -65,6 +65,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     if (command === 'serve') return await serve(argv.slice(1));
     if (command === 'certs') {
+      // Loaded on demand: node-forge is ~12 MiB of RSS that `serve` does not need.
+      const { runCertsCommand } = await import('../certs/cli.js');
       process.exitCode = await runCertsCommand(argv.slice(1), process.stdout, process.stderr);
       return;
     }
