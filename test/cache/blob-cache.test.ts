@@ -1,7 +1,7 @@
 // The cache alone (no HTTP): fills, followers, verification, eviction.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { BlobCache } from '../../src/cache/blob-cache.js';
@@ -130,4 +130,32 @@ test('least recently used blobs are evicted beyond cache.maxsize', async () => {
   assert.equal(evicted(), 1);
   const [a, b, c] = blobs.map((d) => existsSync(layout.blobPath(digestOf(d))));
   assert.deepEqual([a, b, c], [false, true, true]);
+});
+
+test('a sha512 digest is verified with sha512', async () => {
+  const { cache, layout } = await setup();
+  const data = randomBytes(100 * 1024);
+  const digest = parseDigest(`sha512:${createHash('sha512').update(data).digest('hex')}`);
+  assert.ok(digest);
+  const found = await cache.lookup(digest, async () => {
+    const body = new PassThrough();
+    body.end(data);
+    return { body, size: data.length };
+  });
+  assert.equal(found.kind, 'fill');
+  if (found.kind !== 'fill') return;
+  await found.fill.done;
+  assert.equal(found.fill.error, undefined);
+  assert.deepEqual(readFileSync(layout.blobPath(digest)), data);
+  // The sha256 of the same bytes under a sha512 name is a mismatch.
+  const wrong = parseDigest(`sha512:${createHash('sha256').update(data).digest('hex').repeat(2)}`);
+  assert.ok(wrong);
+  const bad = await cache.lookup(wrong, async () => {
+    const body = new PassThrough();
+    body.end(data);
+    return { body, size: data.length };
+  });
+  if (bad.kind !== 'fill') assert.fail('expected a fill');
+  await bad.fill.done;
+  assert.match(String(bad.fill.error), /hash to sha512:/);
 });
