@@ -54,7 +54,8 @@ describe('containerd (ctr) pulls through the edge as a hosts.toml mirror', () =>
       assert.equal(gets.length, 1, l.digest);
       assert.match(String(gets[0]?.headers['user-agent']), /^registry-edge\//);
     }
-    assert.ok(await edge.metric('registry_edge_fills_total', { result: 'committed' }) >= image.layers.length);
+    // A fill is committed (fsync, rename) just after its last byte went out.
+    await waitFor(async () => (await edge.metric('registry_edge_fills_total', { result: 'committed' })) >= image.layers.length, { what: 'the fills to be committed' });
     // containerd tells a mirror which registry it stands for.
     await waitFor(() => /"path":"\/v2\/library\/app\/manifests\/1\.0"/.test(edge.proc.logs()), { what: 'the manifest request in the edge access log' });
   });

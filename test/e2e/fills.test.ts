@@ -58,7 +58,12 @@ describe('fills: one upstream fetch, followers stream, nothing unverified is kep
     }
     assert.equal(shim.stats.blobGets(digest), 1, 'exactly one upstream fetch');
     assert.ok(shim.stats.blobBodyBytes <= size * 1.0, `upstream sent ${shim.stats.blobBodyBytes} bytes for a ${size} byte blob`);
-    assert.ok(await edge.metric('registry_edge_fill_followers_total') >= 15);
+    // Every request but the leader either followed the fill or, arriving after its commit, hit the cache.
+    await waitFor(async () => {
+      const followed = await edge.metric('registry_edge_fill_followers_total');
+      const hits = await edge.metric('registry_edge_cache_requests_total', { kind: 'blob', result: 'hit' });
+      return followed >= 1 && followed + hits >= 15;
+    }, { what: 'followers and hits to be counted' });
     t.diagnostic(`16 clients x ${size / MiB} MiB cold: ${seconds.toFixed(2)} s, upstream GETs ${shim.stats.blobGets(digest)}, upstream bytes ${shim.stats.blobBodyBytes}`);
   });
 
@@ -97,6 +102,8 @@ describe('fills: one upstream fetch, followers stream, nothing unverified is kep
       assert.ok(r.bytes < size);
     }
     assert.equal(shim.stats.blobGets(digest), 1);
+    // The clients see the failure first; the fill then removes its temp file and counts the mismatch.
+    await waitFor(async () => (await edge.metric('registry_edge_digest_mismatches_total', { kind: 'blob' })) === before + 1, { what: 'the mismatch to be counted' });
     assert.equal(await edge.metric('registry_edge_digest_mismatches_total', { kind: 'blob' }), before + 1);
     assert.equal(existsSync(blobFile(edge, digest)), false, 'the corrupt blob was not committed');
     assert.deepEqual(readdirSync(path.join(edge.cacheDir, 'tmp')), [], 'the temp fill was removed');
