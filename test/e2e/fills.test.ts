@@ -71,7 +71,8 @@ describe('fills: one upstream fetch, followers stream, nothing unverified is kep
     const size = 16 * MiB;
     const digest = await newBlob(size);
     shim.reset();
-    shim.setFault({ kind: 'slow-body', pathPattern: /\/blobs\//, bytesPerSecond: 16 * MiB });
+    // About 2.7 s of upstream body: a wide margin for the late follower's first byte on a loaded machine.
+    shim.setFault({ kind: 'slow-body', pathPattern: /\/blobs\//, bytesPerSecond: 6 * MiB });
     const url = `${edge.url}/v2/${repo}/blobs/${digest}`;
     const first = fetchBlob(url);
     // Join once a quarter of the blob has landed upstream-side.
