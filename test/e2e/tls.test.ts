@@ -8,7 +8,7 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
-import { EDGE_BIN, startEdge, type Edge } from '../helpers/edge.js';
+import { EDGE_BIN, logLines as parseLogLines, startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage, verifyDirPull, type ImageInfo } from '../helpers/image.js';
 import { freePort, httpRequest, removeDir, run, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -53,18 +53,7 @@ interface LogLine {
   tls?: boolean;
 }
 
-function logLines(edge: Edge): LogLine[] {
-  const out: LogLine[] = [];
-  for (const line of edge.proc.logs().split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a line being written
-    }
-  }
-  return out;
-}
+const logLines = (edge: Edge): LogLine[] => parseLogLines<LogLine>(edge.proc.logs());
 
 const countLog = (edge: Edge, msg: string, reason?: string): number =>
   logLines(edge).filter((l) => l.msg?.startsWith(msg) && (reason === undefined || l.reason === reason)).length;

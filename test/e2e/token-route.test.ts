@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { initCertificates } from '../../src/certs/issue.js';
 import { ctrImages, ctrForget, ctrPull, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.js';
-import { startEdge, type Edge } from '../helpers/edge.js';
+import { logLines, startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage, skopeoInspect, verifyDirPull, type ImageInfo } from '../helpers/image.js';
 import { freePort, httpRequest, removeDir, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -47,19 +47,7 @@ interface AccessLine {
   path?: string;
 }
 
-function accessLog(edge: Edge): AccessLine[] {
-  const out: AccessLine[] = [];
-  for (const line of edge.proc.logs().split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const doc = JSON.parse(line) as AccessLine;
-      if (doc.msg === 'request') out.push(doc);
-    } catch {
-      // a line being written
-    }
-  }
-  return out;
-}
+const accessLog = (edge: Edge): AccessLine[] => logLines<AccessLine>(edge.proc.logs()).filter((l) => l.msg === 'request');
 
 const tokenRouteCount = (edge: Edge): number => accessLog(edge).filter((l) => l.route === 'token').length;
 

@@ -40,17 +40,18 @@ interface ListeningLine {
   adminAddress?: string;
 }
 
-function listeningLine(logs: string): ListeningLine | undefined {
+/** The edge's JSON log lines (pino), as the type the caller expects; a line still being written is skipped. */
+export function logLines<T extends { msg?: string }>(logs: string): T[] {
+  const out: T[] = [];
   for (const line of logs.split('\n')) {
     if (!line.startsWith('{')) continue;
     try {
-      const doc = JSON.parse(line) as ListeningLine;
-      if (doc.msg === 'registry-edge listening') return doc;
+      out.push(JSON.parse(line) as T);
     } catch {
       // a partly written line: read again on the next poll
     }
   }
-  return undefined;
+  return out;
 }
 
 export function parseMetric(text: string, name: string, labels: Record<string, string> = {}): number {
@@ -83,7 +84,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const line = await waitFor(
     () => {
       if (!proc.running()) throw new Error(`edge exited:\n${proc.logs()}`);
-      return listeningLine(proc.logs());
+      return logLines<ListeningLine>(proc.logs()).find((l) => l.msg === 'registry-edge listening');
     },
     { what: 'the edge to listen' },
   );
