@@ -3,6 +3,7 @@ import { parseAccept } from '../oci/media-types.js';
 import type { Reference } from '../oci/request.js';
 import type { ManifestService } from '../proxy/manifest-service.js';
 import { header, type Exchange } from './exchange.js';
+import { asClient } from '../proxy/upstream-auth.js';
 import { BoundedTee, forward, type ForwardSettings } from './forward.js';
 import { API_VERSION_HEADER } from './respond.js';
 
@@ -44,7 +45,7 @@ export async function pushManifest(
   ex.req.pipe(tee);
   const authorization = header(ex.req, 'authorization');
   await forward(ex, settings, {
-    auth: authorization ? { kind: 'client', header: authorization } : undefined,
+    auth: asClient(authorization),
     body: tee,
     // The upstream answers only after it has read the whole manifest, so the copy is complete here.
     beforeReply: async (res) => {

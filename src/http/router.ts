@@ -14,7 +14,7 @@ import type { BlobService } from '../proxy/blob-service.js';
 import type { ManifestService } from '../proxy/manifest-service.js';
 import { UpstreamAnswer } from '../proxy/upstream-answer.js';
 import type { Authorizer } from '../auth/authorizer.js';
-import { pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
+import { asClient, pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
 import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
 import { getBlob, headBlob } from './blobs.js';
 import type { Exchange } from './exchange.js';
@@ -44,13 +44,13 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
   const method = ex.req.method ?? 'GET';
   const read = method === 'GET' || method === 'HEAD';
   const clientAuth = ex.req.headers.authorization;
-  const asClient = { auth: clientAuth ? { kind: 'client' as const, header: clientAuth } : undefined };
+  const clientOwn = { auth: asClient(clientAuth) };
   const { authorizer } = deps;
   const mode = authorizer.mode;
   switch (parsed.route) {
     case 'base':
       if (!read) break;
-      if (mode === 'upstream-check') return void (await forward(ex, deps.forward, asClient));
+      if (mode === 'upstream-check') return void (await forward(ex, deps.forward, clientOwn));
       await authorizer.base(clientAuth, ex.base);
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
@@ -59,16 +59,16 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
       if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
       if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
       if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
-      if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));
+      if (method === 'DELETE') return void (await forward(ex, deps.forward, clientOwn));
       break;
     case 'manifest':
       if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
       if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference);
       if (method === 'PUT') return pushManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference, deps.manifestMaxBytes);
-      if (method === 'DELETE') return void (await forward(ex, deps.forward, asClient));
+      if (method === 'DELETE') return void (await forward(ex, deps.forward, clientOwn));
       break;
     case 'upload':
-      return void (await forward(ex, deps.forward, asClient));
+      return void (await forward(ex, deps.forward, clientOwn));
     case 'tags':
     case 'referrers':
       if (!read) break;

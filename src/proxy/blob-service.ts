@@ -12,7 +12,7 @@ import type { UpstreamAuth, UpstreamClient } from '../upstream/client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
 import type { Membership } from '../cache/membership.js';
-import { pullScope, upstreamAuth } from './upstream-auth.js';
+import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export interface BlobBody {
   readonly source: 'cache' | 'fill';
@@ -50,7 +50,7 @@ export class BlobService {
 
   /** Asks the upstream, with the client's credentials, whether it may read this blob; throws the refusal. */
   checkAccess(name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
-    return this.confirm(name, digest, authorization ? { kind: 'client', header: authorization } : undefined);
+    return this.confirm(name, digest, asClient(authorization));
   }
 
   /**

@@ -17,7 +17,7 @@ import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
 import { referencedDigests, type Membership } from '../cache/membership.js';
-import { pullScope, upstreamAuth } from './upstream-auth.js';
+import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 
@@ -94,7 +94,7 @@ export class ManifestService {
       method: 'HEAD',
       path: `/v2/${name}/manifests/${ref}`,
       headers: { accept: ALL_MANIFEST_TYPES },
-      auth: authorization ? { kind: 'client', header: authorization } : undefined,
+      auth: asClient(authorization),
     });
     if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
     await res.body.dump();

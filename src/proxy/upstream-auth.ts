@@ -7,7 +7,12 @@ import type { UpstreamAuth } from '../upstream/client.js';
  */
 export function upstreamAuth(mode: AuthMode, scope: string, clientAuthorization: string | undefined): UpstreamAuth {
   if (mode === 'public') return { kind: 'edge', scope };
-  return clientAuthorization ? { kind: 'client', header: clientAuthorization } : undefined;
+  return asClient(clientAuthorization);
+}
+
+/** The client's own Authorization, forwarded as it is (pushes, access checks); none when it sent none. */
+export function asClient(authorization: string | undefined): UpstreamAuth {
+  return authorization ? { kind: 'client', header: authorization } : undefined;
 }
 
 export const pullScope = (name: string): string => `repository:${name}:pull`;
