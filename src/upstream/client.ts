@@ -180,10 +180,6 @@ export class UpstreamClient {
     return undefined;
   }
 
-  health(): Array<{ url: string; healthy: boolean }> {
-    return this.balancer.snapshot().map((s) => ({ url: s.id, healthy: s.healthy }));
-  }
-
   private candidates(req: UpstreamRequest): Instance[] {
     if (req.instanceKey) {
       const pinned = this.byKey(req.instanceKey);
