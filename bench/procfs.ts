@@ -1,4 +1,4 @@
-// /proc readers: peak RSS (VmHWM) of a process, and the children of a process.
+// /proc readers: peak RSS (VmHWM) and CPU time of processes, and the children of a process.
 import * as fs from 'node:fs';
 
 /** VmHWM (peak resident set) of `pid` in bytes, or undefined when it is gone. */
@@ -16,6 +16,8 @@ export function peakRssBytes(pid: number): number | undefined {
 interface Stat {
   comm: string;
   ppid: number;
+  /** utime + stime of every thread, in clock ticks. */
+  cpuTicks: number;
 }
 
 function readStat(pid: number): Stat | undefined {
@@ -30,7 +32,14 @@ function readStat(pid: number): Stat | undefined {
   const close = text.lastIndexOf(')');
   if (open < 0 || close < open) return undefined;
   const rest = text.slice(close + 2).split(' ');
-  return { comm: text.slice(open + 1, close), ppid: Number(rest[1]) };
+  // Fields 14 and 15 (utime, stime) are rest[11] and rest[12].
+  return { comm: text.slice(open + 1, close), ppid: Number(rest[1]), cpuTicks: Number(rest[11]) + Number(rest[12]) };
+}
+
+/** CPU seconds (user + system, all threads) `pids` have used so far; gone processes count 0. */
+export function cpuSeconds(pids: number[]): number {
+  // USER_HZ is 100 on every Linux build Node.js runs on.
+  return pids.reduce((a, p) => a + (readStat(p)?.cpuTicks ?? 0), 0) / 100;
 }
 
 /** Direct children of `pid` (scans /proc). */

@@ -17,6 +17,8 @@ export interface EdgeOptions {
   /** Extra REGISTRY_EDGE_* variables. */
   readonly env?: Record<string, string>;
   readonly cacheDir?: string;
+  /** Node.js flags before the script (--cpu-prof, say). */
+  readonly nodeArgs?: string[];
 }
 
 export interface Edge {
@@ -70,7 +72,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const configFile = path.join(opts.workDir, 'edge.yaml');
   writeFileSync(configFile, opts.configYaml ?? 'log:\n  level: info\n');
   const cacheDir = opts.cacheDir ?? path.join(opts.workDir, 'cache');
-  const proc = startProcess(process.execPath, [EDGE_BIN, 'serve', '--config', configFile], {
+  const proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), EDGE_BIN, 'serve', '--config', configFile], {
     logFile: path.join(opts.workDir, `edge-${Date.now()}.log`),
     env: {
       ...process.env,

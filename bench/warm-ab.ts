@@ -1,0 +1,110 @@
+// Warm-blob throughput of registry-edge against nginx proxy_cache, interleaved, for
+// profiling the hot path: both serve the same cached blob over TLS with the same
+// certificate, and the rounds alternate between them so machine noise hits both alike.
+//
+//   npm run build && node dist/bench/warm-ab.js
+//   AB_ROUNDS=7 AB_MIB=256 AB_STREAMS=1,8 AB_EDGE_NODE_ARGS=--cpu-prof node dist/bench/warm-ab.js
+//
+// No link: the blob is fetched once from the centre to warm each cache, then only the
+// cache is measured. Prints each round and the medians.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { startEdge } from '../test/helpers/edge.js';
+import { pushBlob, randomFile } from '../test/helpers/image.js';
+import { removeDir, tempDir } from '../test/helpers/proc.js';
+import { startRegistry } from '../test/helpers/registry.js';
+import { makeCerts } from './certs.js';
+import { curlClients } from './clients.js';
+import { startNginx } from './nginx.js';
+import { cpuSeconds } from './procfs.js';
+
+const MiB = 1024 * 1024;
+const rounds = Number(process.env['AB_ROUNDS'] ?? 5);
+const blobMiB = Number(process.env['AB_MIB'] ?? 256);
+const streamCounts = (process.env['AB_STREAMS'] ?? '1,8').split(',').map(Number);
+
+interface Contender {
+  name: string;
+  url: string;
+  pids(): number[];
+}
+
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+}
+
+async function main(): Promise<void> {
+  const work = tempDir('re-ab-');
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const certs = await makeCerts(path.join(work, 'certs'));
+    const registry = await startRegistry({ logLevel: 'error' });
+    stops.push(() => registry.dispose());
+    const file = path.join(work, 'blob.bin');
+    await randomFile(file, blobMiB * MiB);
+    const blob = await pushBlob(registry.url, 'ab/blob', file);
+    fs.rmSync(file);
+
+    fs.mkdirSync(path.join(work, 'nginx'));
+    const nginx = await startNginx({ dir: path.join(work, 'nginx'), upstream: registry.host, cacheBlobs: true, tls: certs });
+    stops.push(() => nginx.stop());
+    fs.mkdirSync(path.join(work, 'edge'));
+    const edgeNodeArgs = (process.env['AB_EDGE_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+    const edge = await startEdge({
+      workDir: path.join(work, 'edge'),
+      upstreams: [registry.url],
+      env: {
+        REGISTRY_EDGE_HTTP_TLS_CERTIFICATE: certs.cert,
+        REGISTRY_EDGE_HTTP_TLS_KEY: certs.key,
+      },
+      nodeArgs: edgeNodeArgs,
+    });
+    stops.push(() => edge.stop());
+    const contenders: Contender[] = [
+      { name: 'nginx-cache', url: nginx.url, pids: () => nginx.pids() },
+      { name: 'registry-edge', url: edge.url, pids: () => [edge.proc.pid] },
+    ];
+    const rates = new Map<string, number[]>();
+    const cpu = new Map<string, number[]>();
+    for (const c of contenders) {
+      const url = `${c.url}/v2/ab/blob/blobs/${blob.digest}`;
+      // Warm twice: nginx caches on the first full answer, the edge commits after its fill.
+      for (let i = 0; i < 2; i++) await curlClients(url, 1, certs.caCert);
+    }
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? contenders : [...contenders].reverse();
+      const line: string[] = [];
+      for (const streams of streamCounts) {
+        for (const c of order) {
+          const cpuBefore = cpuSeconds(c.pids());
+          const run = await curlClients(`${c.url}/v2/ab/blob/blobs/${blob.digest}`, streams, certs.caCert);
+          const bad = run.streams.find((s) => s.status !== 200 || s.bytes !== blob.size);
+          if (bad) throw new Error(`${c.name}: status ${bad.status}, ${bad.bytes} of ${blob.size} bytes ${bad.error ?? ''}`);
+          const mibps = (streams * blob.size) / MiB / ((run.endedAt - run.startedAt) / 1000);
+          const key = `${c.name} x${streams}`;
+          const cpuPerGiB = (cpuSeconds(c.pids()) - cpuBefore) / ((streams * blob.size) / (1024 * MiB));
+          rates.set(key, [...(rates.get(key) ?? []), mibps]);
+          cpu.set(key, [...(cpu.get(key) ?? []), cpuPerGiB]);
+          line.push(`${key} ${mibps.toFixed(0)} MiB/s ${cpuPerGiB.toFixed(2)} cpu-s/GiB`);
+        }
+      }
+      console.log(`round ${r + 1}: ${line.join(', ')}`);
+    }
+    for (const streams of streamCounts) {
+      const m = (what: Map<string, number[]>, name: string): number => median(what.get(`${name} x${streams}`) ?? []);
+      const [n, e] = [m(rates, 'nginx-cache'), m(rates, 'registry-edge')];
+      console.log(
+        `${streams} stream(s), median of ${rounds}: nginx-cache ${n.toFixed(0)} MiB/s ${m(cpu, 'nginx-cache').toFixed(2)} cpu-s/GiB, ` +
+          `registry-edge ${e.toFixed(0)} MiB/s ${m(cpu, 'registry-edge').toFixed(2)} cpu-s/GiB (${(e / n).toFixed(2)}x the throughput)`,
+      );
+    }
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    removeDir(work);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
