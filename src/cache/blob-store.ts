@@ -2,14 +2,14 @@
  * Committed blobs on disk, indexed in memory by digest with their sizes, evicted
  * least-recently-used beyond `maxSize` bytes. Knows digests, files and sizes only.
  */
-import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { commitFile } from './atomic-file.js';
 import type { CacheLayout } from './layout.js';
+import { pumpFile } from './file-pump.js';
 
 export interface BlobStoreEvents {
   onSizeChange(bytes: number, count: number): void;
@@ -18,14 +18,13 @@ export interface BlobStoreEvents {
 
 export interface OpenBlob {
   readonly size: number;
-  /** Bytes [start, end) of the blob; the file stays readable even if it is evicted meanwhile. */
-  stream(start: number, end: number): Readable;
+  /**
+   * Writes bytes [start, end) of the blob to `dest` and ends it; `done` once `dest` is over.
+   * The file stays readable even if it is evicted meanwhile.
+   */
+  sendTo(dest: Writable, start: number, end: number, done: (err: Error | undefined) => void): void;
   close(): Promise<void>;
 }
-
-// Measured with npm run bench: 256 KiB reads keep peak RSS ~15 MiB lower than 1 MiB at the same
-// TLS throughput (within this machine's run-to-run noise); 4 MiB doubled it.
-const READ_CHUNK = 256 * 1024;
 
 export class BlobStore {
   private readonly layout: CacheLayout;
@@ -95,11 +94,7 @@ export class BlobStore {
     const { size } = await handle.stat();
     return {
       size,
-      stream: (start, end) => {
-        if (end <= start) return Readable.from([]);
-        // autoClose would close the shared handle after the first stream; the caller closes it.
-        return createReadStream('', { fd: handle, start, end: end - 1, highWaterMark: READ_CHUNK, autoClose: false, emitClose: true });
-      },
+      sendTo: (dest, start, end, done) => pumpFile(handle.fd, start, end, dest, done),
       close: async () => {
         await handle.close().catch(() => undefined);
       },

@@ -4,7 +4,7 @@ import type { Digest } from '../oci/grammar.js';
 import { parseRange } from '../oci/range.js';
 import type { BlobService } from '../proxy/blob-service.js';
 import { header, type Exchange } from './exchange.js';
-import { API_VERSION_HEADER, streamBody } from './respond.js';
+import { API_VERSION_HEADER } from './respond.js';
 
 function blobHeaders(digest: Digest): OutgoingHttpHeaders {
   return {
@@ -47,8 +47,7 @@ export async function getBlob(ex: Exchange, blobs: BlobService, name: string, di
   }
   ex.res.writeHead(status, headers);
   await new Promise<void>((resolve) => {
-    streamBody(ex.res, body.stream, (err) => {
-      body.release();
+    body.send(ex.res, (err) => {
       if (err) ex.error = err;
       resolve();
     });

@@ -2,7 +2,7 @@
  * Blobs: local first, never revalidated (a digest names its bytes forever); on a miss,
  * one fill from the upstream that every concurrent request for the digest follows.
  */
-import type { Readable } from 'node:stream';
+import { pipeline, type Writable } from 'node:stream';
 import type { BlobCache } from '../cache/blob-cache.js';
 import { FillError, type FillSource } from '../cache/fill.js';
 import type { Digest } from '../oci/grammar.js';
@@ -20,9 +20,12 @@ export interface BlobBody {
   readonly size: number | undefined;
   /** The bytes sent: [start, end), or the whole blob when `range` is undefined. */
   readonly range: { readonly start: number; readonly end: number } | undefined;
-  readonly stream: Readable;
-  /** Releases what the body holds open; call once the response is over. */
-  readonly release: () => void;
+  /**
+   * Writes the bytes to `dest` and ends it; `done` once `dest` is over, with the error
+   * if it is cut short (a failing source destroys `dest`: never a complete answer with
+   * missing bytes). Releases what the body holds open. Call once.
+   */
+  readonly send: (dest: Writable, done: (err: Error | undefined) => void) => void;
 }
 
 export interface BlobRequest {
@@ -87,8 +90,12 @@ export class BlobService {
           await blob.close();
           throw unsatisfiable(blob.size);
         }
-        const stream = blob.stream(range?.start ?? 0, range?.end ?? blob.size);
-        return { source: 'cache', size: blob.size, range, stream, release: () => void blob.close() };
+        const send: BlobBody['send'] = (dest, done) =>
+          blob.sendTo(dest, range?.start ?? 0, range?.end ?? blob.size, (err) => {
+            void blob.close();
+            done(err);
+          });
+        return { source: 'cache', size: blob.size, range, send };
       }
       const { fill } = found;
       let size: number | undefined;
@@ -103,7 +110,8 @@ export class BlobService {
       if (range === 'unsatisfiable') throw unsatisfiable(size ?? 0);
       const stream = fill.createReader(range?.start ?? 0, range?.end);
       if (!stream) continue;
-      return { source: 'fill', size, range, stream, release: () => undefined };
+      const send: BlobBody['send'] = (dest, done) => pipeline(stream, dest, (err) => done(err ?? undefined));
+      return { source: 'fill', size, range, send };
     }
     // Only when the blob is evicted as soon as it is committed (larger than cache.maxsize) on every round.
     throw new RegistryError('UNAVAILABLE', 'blob could not be read from the cache', { digest: req.digest.value });
