@@ -3,6 +3,7 @@
 // certificate, and the rounds alternate between them so machine noise hits both alike.
 //
 //   npm run build && node dist/bench/warm-ab.js
+//   AB_HOLD=1 node dist/bench/warm-ab.js   (keeps both up for measuring by hand)
 //   AB_ROUNDS=7 AB_MIB=256 AB_STREAMS=1,8 AB_EDGE_NODE_ARGS=--cpu-prof node dist/bench/warm-ab.js
 //
 // No link: the blob is fetched once from the centre to warm each cache, then only the
@@ -70,6 +71,13 @@ async function main(): Promise<void> {
       const url = `${c.url}/v2/ab/blob/blobs/${blob.digest}`;
       // Warm twice: nginx caches on the first full answer, the edge commits after its fill.
       for (let i = 0; i < 2; i++) await curlClients(url, 1, certs.caCert);
+    }
+    if (process.env['AB_HOLD'] === '1') {
+      // For measuring by hand (perf, strace, other clients): everything stays up until stdin closes.
+      for (const c of contenders) console.log(`${c.name} ${c.url}/v2/ab/blob/blobs/${blob.digest} pids ${c.pids().join(' ')}`);
+      console.log(`ca ${certs.caCert}; close stdin to stop`);
+      process.stdin.resume();
+      await new Promise((resolve) => process.stdin.once('end', resolve));
     }
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? contenders : [...contenders].reverse();
