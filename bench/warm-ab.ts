@@ -3,6 +3,7 @@
 // certificate, and the rounds alternate between them so machine noise hits both alike.
 //
 //   npm run build && node dist/bench/warm-ab.js
+//   AB_COLD=1 AB_STREAMS= node dist/bench/warm-ab.js   (cold fills only, no link: the fill path's cost)
 //   AB_HOLD=1 node dist/bench/warm-ab.js   (keeps both up for measuring by hand)
 //   AB_ROUNDS=7 AB_MIB=256 AB_STREAMS=1,8 AB_EDGE_NODE_ARGS=--cpu-prof node dist/bench/warm-ab.js
 //
@@ -22,7 +23,8 @@ import { cpuSeconds } from './procfs.js';
 const MiB = 1024 * 1024;
 const rounds = Number(process.env['AB_ROUNDS'] ?? 5);
 const blobMiB = Number(process.env['AB_MIB'] ?? 256);
-const streamCounts = (process.env['AB_STREAMS'] ?? '1,8').split(',').map(Number);
+const streamCounts = (process.env['AB_STREAMS'] ?? '1,8').split(',').filter(Boolean).map(Number);
+const coldRuns = process.env['AB_COLD'] === '1';
 
 interface Contender {
   name: string;
@@ -44,6 +46,11 @@ async function main(): Promise<void> {
     const file = path.join(work, 'blob.bin');
     await randomFile(file, blobMiB * MiB);
     const blob = await pushBlob(registry.url, 'ab/blob', file);
+    const coldBlobs: Array<{ digest: string; size: number }> = [];
+    for (let i = 0; i < (coldRuns ? 2 * rounds : 0); i++) {
+      await randomFile(file, blobMiB * MiB);
+      coldBlobs.push(await pushBlob(registry.url, 'ab/blob', file));
+    }
     fs.rmSync(file);
 
     fs.mkdirSync(path.join(work, 'nginx'));
@@ -75,22 +82,29 @@ async function main(): Promise<void> {
     if (process.env['AB_HOLD'] === '1') {
       // For measuring by hand (perf, strace, other clients): everything stays up until stdin closes.
       for (const c of contenders) console.log(`${c.name} ${c.url}/v2/ab/blob/blobs/${blob.digest} pids ${c.pids().join(' ')}`);
+      for (const b of coldBlobs) console.log(`cold ${b.digest}`);
       console.log(`ca ${certs.caCert}; close stdin to stop`);
       process.stdin.resume();
       await new Promise((resolve) => process.stdin.once('end', resolve));
     }
+    // Cases: the warm blob at each stream count, and (AB_COLD=1) one stream on a blob this
+    // contender has not seen, so the fill path (upstream read, hash, temp file) is measured.
+    const cases = [...streamCounts.map((streams) => ({ label: `warm x${streams}`, streams, cold: false })), ...(coldBlobs.length > 0 ? [{ label: 'cold x1', streams: 1, cold: true }] : [])];
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? contenders : [...contenders].reverse();
       const line: string[] = [];
-      for (const streams of streamCounts) {
+      for (const kase of cases) {
         for (const c of order) {
+          const target = kase.cold ? coldBlobs.shift() : blob;
+          if (!target) throw new Error('out of cold blobs');
           const cpuBefore = cpuSeconds(c.pids());
-          const run = await curlClients(`${c.url}/v2/ab/blob/blobs/${blob.digest}`, streams, certs.caCert);
-          const bad = run.streams.find((s) => s.status !== 200 || s.bytes !== blob.size);
-          if (bad) throw new Error(`${c.name}: status ${bad.status}, ${bad.bytes} of ${blob.size} bytes ${bad.error ?? ''}`);
-          const mibps = (streams * blob.size) / MiB / ((run.endedAt - run.startedAt) / 1000);
-          const key = `${c.name} x${streams}`;
-          const cpuPerGiB = (cpuSeconds(c.pids()) - cpuBefore) / ((streams * blob.size) / (1024 * MiB));
+          const run = await curlClients(`${c.url}/v2/ab/blob/blobs/${target.digest}`, kase.streams, certs.caCert);
+          const bad = run.streams.find((x) => x.status !== 200 || x.bytes !== target.size);
+          if (bad) throw new Error(`${c.name}: status ${bad.status}, ${bad.bytes} of ${target.size} bytes ${bad.error ?? ''}`);
+          const bytes = kase.streams * target.size;
+          const mibps = bytes / MiB / ((run.endedAt - run.startedAt) / 1000);
+          const cpuPerGiB = (cpuSeconds(c.pids()) - cpuBefore) / (bytes / (1024 * MiB));
+          const key = `${c.name} ${kase.label}`;
           rates.set(key, [...(rates.get(key) ?? []), mibps]);
           cpu.set(key, [...(cpu.get(key) ?? []), cpuPerGiB]);
           line.push(`${key} ${mibps.toFixed(0)} MiB/s ${cpuPerGiB.toFixed(2)} cpu-s/GiB`);
@@ -98,11 +112,11 @@ async function main(): Promise<void> {
       }
       console.log(`round ${r + 1}: ${line.join(', ')}`);
     }
-    for (const streams of streamCounts) {
-      const m = (what: Map<string, number[]>, name: string): number => median(what.get(`${name} x${streams}`) ?? []);
+    for (const kase of cases) {
+      const m = (what: Map<string, number[]>, name: string): number => median(what.get(`${name} ${kase.label}`) ?? []);
       const [n, e] = [m(rates, 'nginx-cache'), m(rates, 'registry-edge')];
       console.log(
-        `${streams} stream(s), median of ${rounds}: nginx-cache ${n.toFixed(0)} MiB/s ${m(cpu, 'nginx-cache').toFixed(2)} cpu-s/GiB, ` +
+        `${kase.label}, median of ${rounds}: nginx-cache ${n.toFixed(0)} MiB/s ${m(cpu, 'nginx-cache').toFixed(2)} cpu-s/GiB, ` +
           `registry-edge ${e.toFixed(0)} MiB/s ${m(cpu, 'registry-edge').toFixed(2)} cpu-s/GiB (${(e / n).toFixed(2)}x the throughput)`,
       );
     }

@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { commitFile } from './atomic-file.js';
 import type { CacheLayout } from './layout.js';
-import { pumpFile } from './file-pump.js';
+import { pumpFile } from './pump.js';
 
 export interface BlobStoreEvents {
   onSizeChange(bytes: number, count: number): void;

@@ -8,8 +8,9 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Digest } from '../oci/grammar.js';
+import { pump, type Feed } from './pump.js';
 
 /** What the caller gives a fill: the upstream body and its announced size, if any. */
 export interface FillSource {
@@ -37,9 +38,6 @@ export interface FillHooks {
   onBytes(n: number): void;
 }
 
-// Large enough for few syscalls, small enough that many slow readers do not hold much memory.
-const READ_CHUNK = 256 * 1024;
-
 export class Fill extends EventEmitter {
   readonly digest: Digest;
   private readonly tempPath: string;
@@ -49,6 +47,9 @@ export class Fill extends EventEmitter {
   private state: 'starting' | 'filling' | 'verified' | 'committed' | 'failed' = 'starting';
   private failure: Error | undefined;
   private written = 0;
+  /** The chunk that landed last, at `lastOffset`: readers keeping up are sent it from memory. */
+  private lastChunk: Buffer | undefined;
+  private lastOffset = 0;
   private announced: number | undefined;
   /** Resolves with the announced size once the source answered; rejects if it refused. */
   readonly ready: Promise<number | undefined>;
@@ -111,9 +112,11 @@ export class Fill extends EventEmitter {
         }
         hash.update(chunk);
         await this.handle.write(chunk, 0, chunk.length, this.written);
+        this.lastChunk = chunk;
+        this.lastOffset = this.written;
         this.written += chunk.length;
         hooks.onBytes(chunk.length);
-        this.emit('progress', chunk, this.written - chunk.length);
+        this.emit('progress');
       }
       if (this.announced !== undefined && this.written !== this.announced) {
         throw new FillError('size_mismatch', `upstream sent ${this.written} of ${this.announced} bytes`);
@@ -165,81 +168,47 @@ export class Fill extends EventEmitter {
   }
 
   /**
-   * A stream of bytes [start, end) of the blob that follows the fill as it lands.
-   * Call after `ready` resolved. `end` undefined means to the end of the blob.
-   * Undefined when the fill was committed and closed meanwhile: read the store instead.
+   * A sender of bytes [start, end) of the blob (end undefined: to the end of the blob)
+   * that follows the fill as it lands: readers keeping up are sent the chunk that just
+   * landed (shared by every follower), late ones read the temp file. Call after `ready`
+   * resolved. Undefined when the fill was committed and closed meanwhile: read the store
+   * instead. The temp file stays open until the returned function is called and done.
    */
-  createReader(start: number, end: number | undefined): Readable | undefined {
+  openReader(start: number, end: number | undefined): ((dest: Writable, done: (err: Error | undefined) => void) => void) | undefined {
     if (this.state === 'failed') throw this.failure;
     if (!this.handle) return undefined;
     const handle = this.handle;
     this.refs += 1;
-    let pos = start;
-    // The consumer asked for more (_read) and nothing is on its way yet.
-    let wanted = false;
-    let reading = false;
-    const fill = this;
-    /**
-     * Sends what may be sent: the chunk that just landed when it covers the reader's
-     * position (a reader keeping up is served from memory, shared by every follower),
-     * else a read of the file (a late or slow reader catching up).
-     */
-    const pump = (chunk?: Buffer, offset?: number): void => {
-      if (reader.destroyed || reading || !wanted) return;
-      if (fill.state === 'failed') {
-        reader.destroy(fill.failure);
-        return;
-      }
-      const stop = end ?? (fill.complete ? fill.written : fill.announced);
-      if (stop !== undefined && pos >= stop && fill.complete) {
-        wanted = false;
-        reader.push(null);
-        return;
-      }
-      // Until the fill is verified, the reader's last byte stays behind.
-      const verifiedUpTo = fill.complete ? fill.written : stop === undefined ? fill.written - 1 : Math.min(fill.written, stop - 1);
-      const limit = stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
-      if (pos >= limit) return;
-      wanted = false;
-      if (chunk && offset !== undefined && pos >= offset && pos < offset + chunk.length) {
-        const upTo = Math.min(limit, offset + chunk.length);
-        const view = chunk.subarray(pos - offset, upTo - offset);
-        pos = upTo;
-        reader.push(view);
-        return;
-      }
-      const len = Math.min(READ_CHUNK, limit - pos);
-      const buf = Buffer.allocUnsafe(len);
-      reading = true;
-      handle.read(buf, 0, len, pos).then(
-        ({ bytesRead }) => {
-          reading = false;
-          pos += bytesRead;
-          reader.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
-        },
-        (err: Error) => reader.destroy(err),
-      );
-    };
-    let released = false;
-    const releaseOnce = (): void => {
-      if (released) return;
-      released = true;
-      fill.off('progress', pump);
-      void this.release();
-    };
-    const reader = new Readable({
-      highWaterMark: READ_CHUNK,
-      read() {
-        wanted = true;
-        pump();
+    const stopAt = (): number | undefined => end ?? (this.complete ? this.written : this.announced);
+    const feed: Feed = {
+      fd: handle.fd,
+      failure: () => (this.state === 'failed' ? this.failure : undefined),
+      limit: () => {
+        const stop = stopAt();
+        // Until the fill is verified, the reader's last byte stays behind.
+        const verifiedUpTo = this.complete ? this.written : stop === undefined ? this.written - 1 : Math.min(this.written, stop - 1);
+        return stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
       },
-      destroy(err, callback) {
-        releaseOnce();
-        callback(err);
+      complete: (position) => {
+        const stop = stopAt();
+        return this.complete && stop !== undefined && position >= stop;
       },
-    });
-    fill.on('progress', pump);
-    reader.once('end', releaseOnce);
-    return reader;
+      growing: () => !this.complete,
+      landed: (position) => {
+        const chunk = this.lastChunk;
+        const at = position - this.lastOffset;
+        return chunk && at >= 0 && at < chunk.length ? chunk.subarray(at) : undefined;
+      },
+      readable: () => this.written,
+      watch: (wake) => {
+        this.on('progress', wake);
+        return () => this.off('progress', wake);
+      },
+    };
+    return (dest, done) =>
+      pump(feed, start, dest, (err) => {
+        void this.release();
+        done(err);
+      });
   }
 }

@@ -2,7 +2,7 @@
  * Blobs: local first, never revalidated (a digest names its bytes forever); on a miss,
  * one fill from the upstream that every concurrent request for the digest follows.
  */
-import { pipeline, type Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { BlobCache } from '../cache/blob-cache.js';
 import { FillError, type FillSource } from '../cache/fill.js';
 import type { Digest } from '../oci/grammar.js';
@@ -108,9 +108,8 @@ export class BlobService {
       }
       const range = req.range && size !== undefined ? resolveRange(req.range, size) : undefined;
       if (range === 'unsatisfiable') throw unsatisfiable(size ?? 0);
-      const stream = fill.createReader(range?.start ?? 0, range?.end);
-      if (!stream) continue;
-      const send: BlobBody['send'] = (dest, done) => pipeline(stream, dest, (err) => done(err ?? undefined));
+      const send = fill.openReader(range?.start ?? 0, range?.end);
+      if (!send) continue;
       return { source: 'fill', size, range, send };
     }
     // Only when the blob is evicted as soon as it is committed (larger than cache.maxsize) on every round.

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { BlobCache } from '../../src/cache/blob-cache.js';
 import { BlobStore } from '../../src/cache/blob-store.js';
@@ -30,13 +30,20 @@ function digestOf(data: Buffer): Digest {
   return d;
 }
 
-function collect(stream: Readable): Promise<{ data: Buffer; error: Error | undefined }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.once('end', () => resolve({ data: Buffer.concat(chunks), error: undefined }));
-    stream.once('error', (error) => resolve({ data: Buffer.concat(chunks), error }));
+type Send = (dest: Writable, done: (err: Error | undefined) => void) => void;
+
+/** Runs a fill reader into a Writable that copies each chunk (readers reuse their buffers once a write is acknowledged). */
+function collect(send: Send | undefined, onChunk?: (n: number) => void): Promise<{ data: Buffer; error: Error | undefined }> {
+  assert.ok(send, 'a reader');
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      onChunk?.(chunk.length);
+      callback();
+    },
   });
+  return new Promise((resolve) => send(sink, (error) => resolve({ data: Buffer.concat(chunks), error })));
 }
 
 test('followers read while the fill lands, but never the last byte before it is verified', async () => {
@@ -55,10 +62,8 @@ test('followers read while the fill lands, but never the last byte before it is 
   assert.equal(second.kind, 'fill');
   assert.ok(first.kind === 'fill' && first.leader && second.kind === 'fill' && !second.leader);
   await first.fill.ready;
-  const readers = [first.fill.createReader(0, undefined), second.fill.createReader(0, undefined)];
   const seen = [0, 0];
-  readers.forEach((r, i) => r?.on('data', (c: Buffer) => (seen[i] = (seen[i] ?? 0) + c.length)));
-  const results = readers.map((r) => (r ? collect(r) : Promise.reject(new Error('no reader'))));
+  const results = [first.fill, second.fill].map((fill, i) => collect(fill.openReader(0, undefined), (n) => (seen[i] = (seen[i] ?? 0) + n)));
   source.write(data.subarray(0, 1000));
   await waitFor(() => seen.every((n) => n === 1000), { what: 'readers to stream the first bytes while the fill runs' });
   // Every byte is in, but the source has not ended, so the hash is unchecked: the last byte stays behind.
@@ -87,9 +92,7 @@ test('a digest mismatch destroys every reader and keeps nothing', async () => {
   assert.equal(found.kind, 'fill');
   if (found.kind !== 'fill') return;
   await found.fill.ready;
-  const reader = found.fill.createReader(0, undefined);
-  assert.ok(reader);
-  const result = collect(reader);
+  const result = collect(found.fill.openReader(0, undefined));
   source.end(corrupt);
   const { data: got, error } = await result;
   assert.match(String(error), /hash to/);

@@ -1,11 +1,11 @@
-// pumpFile: byte ranges of a file through reused buffers into real sockets.
+// pump/pumpFile: byte ranges of a file through reused buffers into real sockets.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { openSync, closeSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { PUMP_CHUNK, ShortFileError, pumpFile } from '../../src/cache/file-pump.js';
+import { PUMP_CHUNK, ShortFileError, pumpFile } from '../../src/cache/pump.js';
 import { removeDir, tempDir } from '../helpers/proc.js';
 
 const dir = tempDir('re-pump-');

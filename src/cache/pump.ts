@@ -1,0 +1,162 @@
+/**
+ * Copies bytes of a file to a Writable through a few reused buffers: committed blobs
+ * (a fixed range) and fills in flight (a range that grows as the upstream lands, with
+ * the chunk that just landed handed over from memory).
+ *
+ * A read stream allocates a new buffer for every chunk. Serving warm blobs that way
+ * allocated ~1 GiB/s of short-lived external memory: V8 answers that with a full
+ * mark-compact every few dozen MiB and the kernel with page faults on every fresh
+ * buffer, which together cost more CPU than the TLS encryption itself (perf, 8 warm
+ * streams: bench/warm-ab.ts). Here a buffer goes back to the pool once the Writable
+ * reports it written: `dest` must be done with a chunk when it calls back, as sockets
+ * and HTTP responses are (for TLS the bytes are encrypted into OpenSSL's own buffer by
+ * then; for plain TCP the kernel has them). A PassThrough is not: it keeps the chunk.
+ */
+import { read } from 'node:fs';
+import { finished, type Writable } from 'node:stream';
+
+export const PUMP_CHUNK = 256 * 1024;
+/** Chunks one copy may have written but not yet acknowledged; a third is being read meanwhile. */
+const WRITES_IN_FLIGHT = 2;
+/** Idle buffers kept for reuse (16 MiB); more are allocated when many copies run at once and dropped after. */
+const POOL_MAX = 64;
+
+const pool: Buffer[] = [];
+
+function takeBuffer(): Buffer {
+  // allocUnsafeSlow: a buffer of its own, not a slice of a shared slab.
+  return pool.pop() ?? Buffer.allocUnsafeSlow(PUMP_CHUNK);
+}
+
+function giveBuffer(buf: Buffer): void {
+  if (pool.length < POOL_MAX) pool.push(buf);
+}
+
+export class ShortFileError extends Error {
+  constructor(position: number, end: number) {
+    super(`file ended at byte ${position}, ${end - position} bytes short`);
+    this.name = 'ShortFileError';
+  }
+}
+
+/** Where the bytes come from, as seen from the copy's position. */
+export interface Feed {
+  readonly fd: number;
+  /** The copy must stop with this error (a failed fill). */
+  failure(): Error | undefined;
+  /** Bytes before this offset may be sent now (they are in the file, or in `landed`). */
+  limit(): number;
+  /** True once every byte up to the copy's end is sendable and final: end `dest` at `position`. */
+  complete(position: number): boolean;
+  /** A view of bytes already in memory starting at `position`, if any (read the file otherwise). */
+  landed(position: number): Buffer | undefined;
+  /** True while the limit may still grow (a fill landing): reads then wait for a whole chunk. */
+  growing(): boolean;
+  /** Bytes before this offset can be read from the file. */
+  readable(): number;
+  /** Calls `wake` whenever limit, completion or failure may have changed; returns the unsubscribe. */
+  watch(wake: () => void): () => void;
+}
+
+/**
+ * Writes bytes from `start` on to `dest` as `feed` makes them available, and ends it
+ * when the feed is complete. `done` is called once, after `dest` finished or failed and
+ * no read is pending (so the caller may close the file). A failure destroys `dest`: the
+ * receiver sees a cut transfer, never a short one that looks complete.
+ */
+export function pump(feed: Feed, start: number, dest: Writable, done: (err: Error | undefined) => void): void {
+  let position = start;
+  let reading = false;
+  let writing = 0;
+  let failure: Error | undefined;
+  let ended = false;
+  let over = false;
+  let settled = false;
+
+  const settle = (): void => {
+    if (settled || !over || reading) return;
+    settled = true;
+    unwatch();
+    done(failure);
+  };
+
+  const fail = (err: Error): void => {
+    failure ??= err;
+    over = true;
+    if (!dest.destroyed) dest.destroy(err);
+    settle();
+  };
+
+  const write = (chunk: Buffer, pooled: Buffer | undefined): void => {
+    position += chunk.length;
+    writing++;
+    dest.write(chunk, (err) => {
+      writing--;
+      // A failed write may leave the buffer referenced by a queue being torn down: not reused.
+      if (err) return;
+      if (pooled) giveBuffer(pooled);
+      step();
+    });
+  };
+
+  const step = (): void => {
+    if (over || ended || reading) return;
+    const failed = feed.failure();
+    if (failed) return fail(failed);
+    if (feed.complete(position)) {
+      ended = true;
+      dest.end();
+      return;
+    }
+    const limit = feed.limit();
+    if (position >= limit || writing >= WRITES_IN_FLIGHT) return;
+    const landed = feed.landed(position);
+    if (landed) {
+      write(landed.subarray(0, limit - position), undefined);
+      step();
+      return;
+    }
+    const upTo = Math.min(limit, feed.readable());
+    if (position >= upTo) return;
+    if (feed.growing() && upTo - position < PUMP_CHUNK) return;
+    reading = true;
+    const buf = takeBuffer();
+    read(feed.fd, buf, 0, Math.min(PUMP_CHUNK, upTo - position), position, (err, n) => {
+      reading = false;
+      if (over) {
+        giveBuffer(buf);
+        settle();
+        return;
+      }
+      if (err) return fail(err);
+      if (n === 0) return fail(new ShortFileError(position, upTo));
+      write(n === buf.length ? buf : buf.subarray(0, n), buf);
+      step();
+    });
+  };
+
+  const unwatch = feed.watch(step);
+  // The end of `dest` either way: finished (after end()) or closed early by the receiver.
+  finished(dest, (err) => {
+    // A socket that ends itself when its peer does "finishes" without error before we ended it.
+    if (err ?? !ended) failure ??= err ?? new Error('the destination closed before the copy ended');
+    over = true;
+    settle();
+  });
+  step();
+}
+
+/** Bytes [start, end) of a file that does not change. */
+export function pumpFile(fd: number, start: number, end: number, dest: Writable, done: (err: Error | undefined) => void): void {
+  const feed: Feed = {
+    fd,
+    failure: () => undefined,
+    limit: () => end,
+    complete: (position) => position >= end,
+    landed: () => undefined,
+    growing: () => false,
+    readable: () => end,
+    watch: () => () => undefined,
+  };
+  pump(feed, start, dest, done);
+}
