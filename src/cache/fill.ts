@@ -8,9 +8,10 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import type { Readable, Writable } from 'node:stream';
+import { finished, type Readable, type Writable } from 'node:stream';
 import type { Digest } from '../oci/grammar.js';
 import { pump, type Feed } from './pump.js';
+import { QueuedWriter } from './queued-writer.js';
 
 /** What the caller gives a fill: the upstream body and its announced size, if any. */
 export interface FillSource {
@@ -38,6 +39,9 @@ export interface FillHooks {
   onBytes(n: number): void;
 }
 
+/** Bytes of upstream chunks waiting for the temp file before the upstream reads pause. */
+const MAX_QUEUED_WRITES = 4 * 1024 * 1024;
+
 export class Fill extends EventEmitter {
   readonly digest: Digest;
   private readonly tempPath: string;
@@ -46,7 +50,10 @@ export class Fill extends EventEmitter {
   /** verified: every byte is in and hashes right, so readers may finish while the file is made durable and committed. */
   private state: 'starting' | 'filling' | 'verified' | 'committed' | 'failed' = 'starting';
   private failure: Error | undefined;
-  private written = 0;
+  /** Bytes received, hashed and handed to the writer (readers may be sent them from `lastChunk`). */
+  private received = 0;
+  /** Writes the temp file behind the upstream reads; its `written` bytes can be read back. */
+  private writer: QueuedWriter | undefined;
   /** The chunk that landed last, at `lastOffset`: readers keeping up are sent it from memory. */
   private lastChunk: Buffer | undefined;
   private lastOffset = 0;
@@ -73,7 +80,7 @@ export class Fill extends EventEmitter {
   }
 
   get size(): number | undefined {
-    return this.complete ? this.written : this.announced;
+    return this.complete ? this.received : this.announced;
   }
 
   private async run(
@@ -105,21 +112,43 @@ export class Fill extends EventEmitter {
     this.state = 'filling';
     readyResolve(src.size);
     const hash = createHash(this.digest.algorithm);
+    const writer = new QueuedWriter(this.handle, MAX_QUEUED_WRITES, () => this.emit('progress'));
+    this.writer = writer;
     try {
-      for await (const chunk of src.body as AsyncIterable<Buffer>) {
-        if (this.announced !== undefined && this.written + chunk.length > this.announced) {
-          throw new FillError('size_mismatch', `upstream sent more than the announced ${this.announced} bytes`);
-        }
-        hash.update(chunk);
-        await this.handle.write(chunk, 0, chunk.length, this.written);
-        this.lastChunk = chunk;
-        this.lastOffset = this.written;
-        this.written += chunk.length;
-        hooks.onBytes(chunk.length);
-        this.emit('progress');
-      }
-      if (this.announced !== undefined && this.written !== this.announced) {
-        throw new FillError('size_mismatch', `upstream sent ${this.written} of ${this.announced} bytes`);
+      // 'data' events, not for-await: the async iterator's promise per chunk halved the
+      // rate an undici body can be read at here (~750 against ~1700 MiB/s from a local registry).
+      await new Promise<void>((resolve, reject) => {
+        const body = src.body;
+        const stop = (err: Error): void => {
+          body.off('data', onData);
+          reject(err);
+        };
+        const onData = (chunk: Buffer): void => {
+          if (this.announced !== undefined && this.received + chunk.length > this.announced) {
+            return stop(new FillError('size_mismatch', `upstream sent more than the announced ${this.announced} bytes`));
+          }
+          hash.update(chunk);
+          this.lastChunk = chunk;
+          this.lastOffset = this.received;
+          this.received += chunk.length;
+          hooks.onBytes(chunk.length);
+          let full: boolean;
+          try {
+            full = writer.push(chunk);
+          } catch (err) {
+            return stop(err as Error);
+          }
+          this.emit('progress');
+          if (full) {
+            body.pause();
+            writer.drained().then(() => body.resume(), stop);
+          }
+        };
+        body.on('data', onData);
+        finished(body, (err) => (err ? stop(err) : resolve()));
+      });
+      if (this.announced !== undefined && this.received !== this.announced) {
+        throw new FillError('size_mismatch', `upstream sent ${this.received} of ${this.announced} bytes`);
       }
       const actual = hash.digest('hex');
       if (actual !== this.digest.hex) {
@@ -128,11 +157,14 @@ export class Fill extends EventEmitter {
       // Clients get their last byte now; the fsync and rename do not hold them up.
       this.state = 'verified';
       this.emit('progress');
+      await writer.flush();
       if (fsync) await this.handle.datasync();
-      await hooks.commit(this.tempPath, this.written);
+      await hooks.commit(this.tempPath, this.received);
       this.state = 'committed';
     } catch (err) {
       src.body.destroy();
+      // No write may be in flight when the file is closed and unlinked.
+      await writer.stop();
       const failure = err instanceof FillError ? err : new FillError('upstream_error', (err as Error).message, err);
       // Verified bytes are right: readers finish them; only the cache entry is lost.
       if (this.state === 'verified') this.failure = failure;
@@ -179,14 +211,14 @@ export class Fill extends EventEmitter {
     if (!this.handle) return undefined;
     const handle = this.handle;
     this.refs += 1;
-    const stopAt = (): number | undefined => end ?? (this.complete ? this.written : this.announced);
+    const stopAt = (): number | undefined => end ?? (this.complete ? this.received : this.announced);
     const feed: Feed = {
       fd: handle.fd,
       failure: () => (this.state === 'failed' ? this.failure : undefined),
       limit: () => {
         const stop = stopAt();
         // Until the fill is verified, the reader's last byte stays behind.
-        const verifiedUpTo = this.complete ? this.written : stop === undefined ? this.written - 1 : Math.min(this.written, stop - 1);
+        const verifiedUpTo = this.complete ? this.received : stop === undefined ? this.received - 1 : Math.min(this.received, stop - 1);
         return stop === undefined ? verifiedUpTo : Math.min(stop, verifiedUpTo);
       },
       complete: (position) => {
@@ -199,7 +231,7 @@ export class Fill extends EventEmitter {
         const at = position - this.lastOffset;
         return chunk && at >= 0 && at < chunk.length ? chunk.subarray(at) : undefined;
       },
-      readable: () => this.written,
+      readable: () => this.writer?.written ?? 0,
       watch: (wake) => {
         this.on('progress', wake);
         return () => this.off('progress', wake);
