@@ -42,6 +42,12 @@ export interface FillHooks {
 /** Bytes of upstream chunks waiting for the temp file before the upstream reads pause. */
 const MAX_QUEUED_WRITES = 4 * 1024 * 1024;
 
+/**
+ * Bytes of the latest upstream chunks kept for readers a little behind the fill (a client
+ * reading in bursts): sent from memory instead of a thread-pool read of the temp file.
+ */
+const RECENT_BYTES = 2 * 1024 * 1024;
+
 export class Fill extends EventEmitter {
   readonly digest: Digest;
   private readonly tempPath: string;
@@ -50,13 +56,16 @@ export class Fill extends EventEmitter {
   /** verified: every byte is in and hashes right, so readers may finish while the file is made durable and committed. */
   private state: 'starting' | 'filling' | 'verified' | 'committed' | 'failed' = 'starting';
   private failure: Error | undefined;
-  /** Bytes received, hashed and handed to the writer (readers may be sent them from `lastChunk`). */
+  /** Bytes received, hashed and handed to the writer (readers may be sent the latest from `recent`). */
   private received = 0;
   /** Writes the temp file behind the upstream reads; its `written` bytes can be read back. */
   private writer: QueuedWriter | undefined;
-  /** The chunk that landed last, at `lastOffset`: readers keeping up are sent it from memory. */
-  private lastChunk: Buffer | undefined;
-  private lastOffset = 0;
+  /**
+   * The chunks that landed last (at most RECENT_BYTES, newest at the end), with their offsets:
+   * readers within that distance of the fill are sent bytes from memory, not the file.
+   */
+  private readonly recent: Array<{ offset: number; chunk: Buffer }> = [];
+  private recentBytes = 0;
   private announced: number | undefined;
   /** Resolves with the announced size once the source answered; rejects if it refused. */
   readonly ready: Promise<number | undefined>;
@@ -128,8 +137,7 @@ export class Fill extends EventEmitter {
             return stop(new FillError('size_mismatch', `upstream sent more than the announced ${this.announced} bytes`));
           }
           hash.update(chunk);
-          this.lastChunk = chunk;
-          this.lastOffset = this.received;
+          this.remember(this.received, chunk);
           this.received += chunk.length;
           hooks.onBytes(chunk.length);
           let full: boolean;
@@ -175,6 +183,14 @@ export class Fill extends EventEmitter {
     }
   }
 
+  private remember(offset: number, chunk: Buffer): void {
+    this.recent.push({ offset, chunk });
+    this.recentBytes += chunk.length;
+    while (this.recentBytes - (this.recent[0]?.chunk.length ?? 0) >= RECENT_BYTES) {
+      this.recentBytes -= this.recent.shift()?.chunk.length ?? 0;
+    }
+  }
+
   private get complete(): boolean {
     return this.state === 'verified' || this.state === 'committed';
   }
@@ -201,7 +217,7 @@ export class Fill extends EventEmitter {
 
   /**
    * A sender of bytes [start, end) of the blob (end undefined: to the end of the blob)
-   * that follows the fill as it lands: readers keeping up are sent the chunk that just
+   * that follows the fill as it lands: readers near the fill are sent the chunks that just
    * landed (shared by every follower), late ones read the temp file. Call after `ready`
    * resolved. Undefined when the fill was committed and closed meanwhile: read the store
    * instead. The temp file stays open until the returned function is called and done.
@@ -227,9 +243,12 @@ export class Fill extends EventEmitter {
       },
       growing: () => !this.complete,
       landed: (position) => {
-        const chunk = this.lastChunk;
-        const at = position - this.lastOffset;
-        return chunk && at >= 0 && at < chunk.length ? chunk.subarray(at) : undefined;
+        for (let i = this.recent.length - 1; i >= 0; i--) {
+          const r = this.recent[i];
+          if (r === undefined || position >= r.offset + r.chunk.length) return undefined;
+          if (position >= r.offset) return r.chunk.subarray(position - r.offset);
+        }
+        return undefined;
       },
       readable: () => this.writer?.written ?? 0,
       watch: (wake) => {

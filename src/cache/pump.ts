@@ -16,8 +16,8 @@ import { read } from 'node:fs';
 import { finished, type Writable } from 'node:stream';
 
 export const PUMP_CHUNK = 256 * 1024;
-/** Chunks one copy may have written but not yet acknowledged; a third is being read meanwhile. */
-const WRITES_IN_FLIGHT = 2;
+/** Bytes one copy may have written but not yet acknowledged: two file chunks, or more of the smaller landed ones. */
+const MAX_UNACKED = 2 * PUMP_CHUNK;
 /** Idle buffers kept for reuse (16 MiB); more are allocated when many copies run at once and dropped after. */
 const POOL_MAX = 64;
 
@@ -67,7 +67,7 @@ export interface Feed {
 export function pump(feed: Feed, start: number, dest: Writable, done: (err: Error | undefined) => void): void {
   let position = start;
   let reading = false;
-  let writing = 0;
+  let unacked = 0;
   let failure: Error | undefined;
   let ended = false;
   let over = false;
@@ -89,9 +89,9 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
 
   const write = (chunk: Buffer, pooled: Buffer | undefined): void => {
     position += chunk.length;
-    writing++;
+    unacked += chunk.length;
     dest.write(chunk, (err) => {
-      writing--;
+      unacked -= chunk.length;
       // A failed write may leave the buffer referenced by a queue being torn down: not reused.
       if (err) return;
       if (pooled) giveBuffer(pooled);
@@ -109,7 +109,7 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
       return;
     }
     const limit = feed.limit();
-    if (position >= limit || writing >= WRITES_IN_FLIGHT) return;
+    if (position >= limit || unacked >= MAX_UNACKED) return;
     const landed = feed.landed(position);
     if (landed) {
       write(landed.subarray(0, limit - position), undefined);

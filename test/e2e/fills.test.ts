@@ -99,13 +99,19 @@ describe('fills: one upstream fetch, followers stream, nothing unverified is kep
     const results = await Promise.all([1, 2, 3].map(() => fetchBlob(`${edge.url}/v2/${repo}/blobs/${digest}`)));
     shim.setFault(null);
     for (const r of results) {
-      assert.equal(r.complete, false, 'never a completed response with wrong bytes');
+      if (r.status === 200) assert.equal(r.complete, false, 'never a completed response with wrong bytes');
+      // A client that joins as the fill fails is cut before any header (status 0), one that
+      // arrives after it ended gets an error answer: neither is given blob bytes as complete.
+      else assert.ok(r.status === 0 || r.status >= 500, `status ${r.status}`);
       assert.ok(r.bytes < size);
     }
-    assert.equal(shim.stats.blobGets(digest), 1);
-    // The clients see the failure first; the fill then removes its temp file and counts the mismatch.
-    await waitFor(async () => (await edge.metric('registry_edge_digest_mismatches_total', { kind: 'blob' })) === before + 1, { what: 'the mismatch to be counted' });
-    assert.equal(await edge.metric('registry_edge_digest_mismatches_total', { kind: 'blob' }), before + 1);
+    // A client arriving after a failed fill ended starts a new one (failures are not cached), so
+    // there may be more than one fetch; every one of them must have been caught by the hash.
+    // The clients see the failure first; each fill then removes its temp file and counts the mismatch.
+    await waitFor(async () => (await edge.metric('registry_edge_fills_in_flight')) === 0, { what: 'the fills to end' });
+    const fetches = shim.stats.blobGets(digest);
+    assert.ok(fetches >= 1 && fetches <= 3, `${fetches} upstream fetches for 3 clients`);
+    assert.equal(await edge.metric('registry_edge_digest_mismatches_total', { kind: 'blob' }), before + fetches);
     assert.equal(existsSync(blobFile(edge, digest)), false, 'the corrupt blob was not committed');
     assert.deepEqual(readdirSync(path.join(edge.cacheDir, 'tmp')), [], 'the temp fill was removed');
     // The next request fetches again and succeeds.
