@@ -16,6 +16,7 @@ import { EDGE_BIN, startEdge } from '../test/helpers/edge.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, skopeoBinary, type ImageInfo } from '../test/helpers/image.js';
 import { delay, removeDir, run, tempDir, which } from '../test/helpers/proc.js';
 import { registryBinary, startRegistry, type Registry } from '../test/helpers/registry.js';
+import { median } from './ab.js';
 import { makeCerts, type BenchCerts } from './certs.js';
 import { curlClients, nodeClients } from './clients.js';
 import { startLink, type Link } from './link.js';
@@ -376,7 +377,7 @@ async function measureGet(world: World, serving: Serving, streams: number): Prom
     runs.push((r.endedAt - r.startedAt) / 1000);
   }
   // The median run: one GET of a few hundred ms is at the mercy of the scheduler.
-  const seconds = [...runs].sort((a, b) => a - b)[Math.floor(runs.length / 2)] ?? 0;
+  const seconds = median(runs);
   const rate = (sec: number): number => (streams * size) / MiB / sec;
   return { streams, seconds, mibPerSecond: rate(seconds), client, runs: runs.map((x) => Number(rate(x).toFixed(1))) };
 }
