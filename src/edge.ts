@@ -41,12 +41,14 @@ const READY_TIMEOUT_MS = 2_000;
 export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
   const metrics = new Metrics();
   const layout = new CacheLayout(resolve(config.cache.dir));
-  const store = new BlobStore(layout, config.cache.maxsize, config.cache.fsync, {
+  const { maxsize, fsync, sync_read_max: syncReadMax } = config.cache;
+  const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);
     },
     onEvict: () => metrics.evictions.inc(),
+    onSlowRead: () => metrics.slowReads.inc(),
   });
   await store.init();
   const manifestStore = new ManifestStore(layout, config.cache.fsync);

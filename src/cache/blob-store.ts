@@ -9,11 +9,22 @@ import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { commitFile } from './atomic-file.js';
 import type { CacheLayout } from './layout.js';
-import { pumpFile } from './pump.js';
+import { pumpFile, type SyncReads } from './pump.js';
+
+export interface BlobStoreOptions {
+  /** Bytes of blobs kept; the least recently used go beyond it. */
+  maxSize: number;
+  /** fsync a blob before it is renamed into place. */
+  fsync: boolean;
+  /** Seconds a read on the event loop may take before a copy goes to the thread pool (0: always the pool). */
+  syncReadMax: number;
+}
 
 export interface BlobStoreEvents {
   onSizeChange(bytes: number, count: number): void;
   onEvict(): void;
+  /** A copy's read was slower than `syncReadMax`: the page cache did not have the blob. */
+  onSlowRead(): void;
 }
 
 export interface OpenBlob {
@@ -31,13 +42,15 @@ export class BlobStore {
   private readonly index: LRUCache<string, number>;
   private readonly events: BlobStoreEvents;
   private readonly fsync: boolean;
+  private readonly syncReads: SyncReads | undefined;
 
-  constructor(layout: CacheLayout, maxSize: number, fsync: boolean, events: BlobStoreEvents) {
+  constructor(layout: CacheLayout, options: BlobStoreOptions, events: BlobStoreEvents) {
     this.layout = layout;
-    this.fsync = fsync;
+    this.fsync = options.fsync;
     this.events = events;
+    this.syncReads = options.syncReadMax > 0 ? { maxNs: options.syncReadMax * 1e9, onSlow: () => events.onSlowRead() } : undefined;
     this.index = new LRUCache<string, number>({
-      maxSize,
+      maxSize: options.maxSize,
       sizeCalculation: (size) => Math.max(1, size),
       dispose: (_size, key, reason) => {
         // 'set' replaces an entry with itself after a re-fill; only evictions remove files.
@@ -94,7 +107,7 @@ export class BlobStore {
     const { size } = await handle.stat();
     return {
       size,
-      sendTo: (dest, start, end, done) => pumpFile(handle.fd, start, end, dest, done),
+      sendTo: (dest, start, end, done) => pumpFile(handle.fd, start, end, dest, done, this.syncReads),
       close: async () => {
         await handle.close().catch(() => undefined);
       },

@@ -12,7 +12,7 @@
  * and HTTP responses are (for TLS the bytes are encrypted into OpenSSL's own buffer by
  * then; for plain TCP the kernel has them). A PassThrough is not: it keeps the chunk.
  */
-import { read } from 'node:fs';
+import { read, readSync } from 'node:fs';
 import { finished, type Writable } from 'node:stream';
 
 // Measured with npm run bench (read streams, before the pool): 256 KiB reads kept peak RSS ~15 MiB
@@ -32,6 +32,23 @@ function takeBuffer(): Buffer {
 
 function giveBuffer(buf: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(buf);
+}
+
+/**
+ * Reading a committed blob on the event loop instead of the thread pool: while a read
+ * takes at most `maxNs` (the page cache had it) the next one is synchronous too; after
+ * a slower one (the disk was read) the rest of that copy uses the thread pool.
+ *
+ * Why: a thread-pool read costs a hand-off to a worker and a wake-up of the loop, about
+ * three context switches per chunk, which a hypervisor makes dear; a 256 KiB read from
+ * the page cache costs ~30 µs (p99 ~100 µs here). 8 warm TLS streams, warm-ab, 5 rounds:
+ * 970 against 870 MiB/s and 0.65 against 0.87 CPU s per GiB. nginx reads its cache the
+ * same blocking way unless told `aio threads`.
+ */
+export interface SyncReads {
+  readonly maxNs: number;
+  /** Called once when a read was slower than `maxNs` and the copy went to the thread pool. */
+  onSlow(): void;
 }
 
 export class ShortFileError extends Error {
@@ -66,8 +83,9 @@ export interface Feed {
  * no read is pending (so the caller may close the file). A failure destroys `dest`: the
  * receiver sees a cut transfer, never a short one that looks complete.
  */
-export function pump(feed: Feed, start: number, dest: Writable, done: (err: Error | undefined) => void): void {
+export function pump(feed: Feed, start: number, dest: Writable, done: (err: Error | undefined) => void, syncReads?: SyncReads): void {
   let position = start;
+  let sync = syncReads;
   let reading = false;
   let unacked = 0;
   let failure: Error | undefined;
@@ -101,6 +119,28 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
     });
   };
 
+  const readNow = (length: number, s: SyncReads): void => {
+    const buf = takeBuffer();
+    const begun = process.hrtime.bigint();
+    let n: number;
+    try {
+      n = readSync(feed.fd, buf, 0, length, position);
+    } catch (err) {
+      giveBuffer(buf);
+      return fail(err instanceof Error ? err : new Error(String(err)));
+    }
+    if (Number(process.hrtime.bigint() - begun) > s.maxNs) {
+      sync = undefined;
+      s.onSlow();
+    }
+    if (n === 0) {
+      giveBuffer(buf);
+      return fail(new ShortFileError(position, position + length));
+    }
+    write(n === buf.length ? buf : buf.subarray(0, n), buf);
+    step();
+  };
+
   const step = (): void => {
     if (over || ended || reading) return;
     const failed = feed.failure();
@@ -121,9 +161,11 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
     const upTo = Math.min(limit, feed.readable());
     if (position >= upTo) return;
     if (feed.growing() && upTo - position < PUMP_CHUNK) return;
+    const length = Math.min(PUMP_CHUNK, upTo - position);
+    if (sync !== undefined && !feed.growing()) return readNow(length, sync);
     reading = true;
     const buf = takeBuffer();
-    read(feed.fd, buf, 0, Math.min(PUMP_CHUNK, upTo - position), position, (err, n) => {
+    read(feed.fd, buf, 0, length, position, (err, n) => {
       reading = false;
       if (over) {
         giveBuffer(buf);
@@ -149,7 +191,7 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
 }
 
 /** Bytes [start, end) of a file that does not change. */
-export function pumpFile(fd: number, start: number, end: number, dest: Writable, done: (err: Error | undefined) => void): void {
+export function pumpFile(fd: number, start: number, end: number, dest: Writable, done: (err: Error | undefined) => void, syncReads?: SyncReads): void {
   const feed: Feed = {
     fd,
     failure: () => undefined,
@@ -160,5 +202,5 @@ export function pumpFile(fd: number, start: number, end: number, dest: Writable,
     readable: () => end,
     watch: () => () => undefined,
   };
-  pump(feed, start, dest, done);
+  pump(feed, start, dest, done, syncReads);
 }

@@ -100,6 +100,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly slowReads = new Counter({
+    name: 'registry_edge_cache_slow_reads_total',
+    help: 'Copies of cached blobs moved to thread-pool reads after a read slower than cache.sync_read_max (the page cache did not have the blob).',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
   }

@@ -18,7 +18,7 @@ async function setup(maxSize = 1 << 30): Promise<{ cache: BlobCache; layout: Cac
   dirs.push(dir);
   const layout = new CacheLayout(dir);
   let evictions = 0;
-  const store = new BlobStore(layout, maxSize, false, { onSizeChange: () => undefined, onEvict: () => evictions++ });
+  const store = new BlobStore(layout, { maxSize, fsync: false, syncReadMax: 0.001 }, { onSizeChange: () => undefined, onEvict: () => evictions++, onSlowRead: () => undefined });
   await store.init();
   const cache = new BlobCache(store, false, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
   return { cache, layout, evicted: () => evictions };
