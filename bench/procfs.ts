@@ -42,6 +42,15 @@ export function cpuSeconds(pids: number[]): number {
   return pids.reduce((a, p) => a + (readStat(p)?.cpuTicks ?? 0), 0) / 100;
 }
 
+/** CPU seconds the whole machine has spent busy (not idle, not waiting for I/O) since boot, over all cores. */
+export function machineBusySeconds(): number {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  // "cpu user nice system idle iowait irq softirq steal ...", in USER_HZ ticks.
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - (ticks[3] ?? 0) - (ticks[4] ?? 0)) / 100;
+}
+
 /** Direct children of `pid` (scans /proc). */
 export function childrenOf(pid: number): number[] {
   const out: number[] = [];
