@@ -29,6 +29,8 @@ export interface ClientReport {
   /** Epoch ms when the requests were sent. */
   startedAt: number;
   streams: StreamResult[];
+  /** CPU seconds (user + system) this client process used, start-up included. */
+  cpuSeconds: number;
 }
 
 function getOnce(url: URL, ca: Buffer | undefined, hash: boolean): Promise<StreamResult> {
@@ -82,7 +84,8 @@ async function main(): Promise<void> {
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   const startedAt = Date.now();
   const results = await Promise.all(Array.from({ length: streams }, () => getOnce(url, ca, values.hash)));
-  const report: ClientReport = { startedAt, streams: results };
+  const cpu = process.cpuUsage();
+  const report: ClientReport = { startedAt, streams: results, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 

@@ -12,6 +12,8 @@ export interface ClientRun {
   streams: StreamResult[];
   startedAt: number;
   endedAt: number;
+  /** CPU seconds the client processes used (node clients only). */
+  cpuSeconds?: number;
 }
 
 /** `streams` GETs of `url` from `procs` node client processes, all starting at one instant. */
@@ -28,13 +30,15 @@ export async function nodeClients(url: string, streams: number, procs: number, c
   const out = await Promise.all(jobs);
   const all: StreamResult[] = [];
   let startedAt = Number.POSITIVE_INFINITY;
+  let cpuSeconds = 0;
   for (const r of out) {
     if (r.code !== 0) throw new Error(`client failed (code ${r.code}): ${r.stderr.trim()}`);
     const report = JSON.parse(r.stdout) as ClientReport;
     startedAt = Math.min(startedAt, report.startedAt);
+    cpuSeconds += report.cpuSeconds;
     all.push(...report.streams);
   }
-  return { streams: all, startedAt, endedAt: Math.max(...all.map((x) => x.endedAt)) };
+  return { streams: all, startedAt, endedAt: Math.max(...all.map((x) => x.endedAt)), cpuSeconds };
 }
 
 /**

@@ -21,6 +21,8 @@ export interface PullMeasure {
   bytesFromCentre: number;
   /** bytesFromCentre / the image's bytes (manifest + config + layers). */
   ratio: number;
+  /** Share of all cores busy during the pull (every process on the machine): near 1, the pull was bound by CPU. */
+  machineBusy?: number;
 }
 
 export interface GetMeasure {
@@ -43,6 +45,10 @@ export interface HerdMeasure {
   correct: number;
   /** Seconds from the start to the first body byte, slowest client. */
   slowestFirstByteSeconds: number;
+  /** CPU seconds the client processes used (TLS, sha256 of every body, process start-up). */
+  clientCpuSeconds: number;
+  /** CPU seconds the serving processes used during the herd; undefined for direct. */
+  servingCpuSeconds?: number;
 }
 
 export interface ManifestMeasure {
@@ -128,6 +134,7 @@ export function tableRows(r: RunResults): string[][] {
   for (const img of IMAGE_NAMES) {
     rows.push([`cold pull ${img} (s, x image from centre)`, ...e.map((x) => pullCell(x.coldPull[img]))]);
   }
+  rows.push(['cold pull big: machine CPU busy', ...e.map((x) => cell(x.coldPull.big, (v) => (v.machineBusy === undefined ? '–' : `${(v.machineBusy * 100).toFixed(0)}%`)))]);
   for (const img of IMAGE_NAMES) {
     rows.push([`warm pull ${img} (s, x image from centre)`, ...e.map((x) => pullCell(x.warmPull[img]))]);
   }
@@ -145,6 +152,7 @@ export function tableRows(r: RunResults): string[][] {
   rows.push([`${clients} clients: from centre (x blob)`, ...e.map((x) => cell(x.herd, (v) => ratio(v.ratio)))]);
   rows.push([`${clients} clients: slowest first byte (s)`, ...e.map((x) => cell(x.herd, (v) => s(v.slowestFirstByteSeconds)))]);
   rows.push([`${clients} clients: correct digests`, ...e.map((x) => cell(x.herd, (v) => `${v.correct}/${v.clients}`))]);
+  rows.push([`${clients} clients: CPU s of clients / of server`, ...e.map((x) => cell(x.herd, (v) => `${s(v.clientCpuSeconds)} / ${v.servingCpuSeconds === undefined ? '–' : s(v.servingCpuSeconds)}`))]);
   rows.push(['manifest by tag (req/s)', ...e.map((x) => cell(x.manifest, (v) => v.requestsPerSecond.toFixed(0) + (v.errors > 0 ? ` (${v.errors} errors)` : '')))]);
   rows.push(['manifest by tag p99 (ms)', ...e.map((x) => cell(x.manifest, (v) => v.p99Ms.toFixed(1)))]);
   rows.push(['peak RSS (MiB)', ...e.map((x) => (x.peakRssBytes === undefined ? '–' : `${(x.peakRssBytes / MiB).toFixed(0)}${x.processes > 1 ? ` (${x.processes} procs)` : ''}`))]);
@@ -196,13 +204,24 @@ export function checkTargets(r: RunResults): TargetCheck[] {
     add('herd: from centre <= 1.05x the blob', ratio(h.ratio), h.ratio <= 1.05);
     add('herd: all clients correct', `${h.correct}/${h.clients}`, h.correct === h.clients);
     if (failed(hc)) add('herd: wall <= 0.5x nginx-cache', 'nginx-cache not measured', null);
-    else add('herd: wall <= 0.5x nginx-cache', `${s(h.seconds)} s vs ${s(hc.seconds)} s (${(h.seconds / hc.seconds).toFixed(2)}x)`, h.seconds <= 0.5 * hc.seconds);
+    else {
+      // The clients share the machine's cores with the server: their own CPU time spread over
+      // every core is a wall time no server can beat on this machine.
+      const floor = h.clientCpuSeconds / r.machine.nproc;
+      const floorNote = `; the clients alone used ${s(h.clientCpuSeconds)} CPU s, ${s(floor)} s on ${r.machine.nproc} cores`;
+      add('herd: wall <= 0.5x nginx-cache', `${s(h.seconds)} s vs ${s(hc.seconds)} s (${(h.seconds / hc.seconds).toFixed(2)}x)${floorNote}`, h.seconds <= 0.5 * hc.seconds);
+    }
   }
 
   const cb = me.coldPull.big;
   const db = direct?.coldPull.big;
   if (failed(cb) || failed(db)) add('cold pull big <= 1.10x direct', 'not measured', null);
-  else add('cold pull big <= 1.10x direct', `${s(cb.seconds)} s vs ${s(db.seconds)} s (${(cb.seconds / db.seconds).toFixed(2)}x), ${ratio(cb.ratio)} from centre`, cb.seconds <= 1.1 * db.seconds);
+  else {
+    // direct is plain HTTP: nginx-proxy (TLS, one proxy hop, no cache) shows what TLS alone costs.
+    const pb = edge(r, 'nginx-proxy')?.coldPull.big;
+    const proxyNote = failed(pb) ? '' : `; nginx-proxy (TLS, no cache) ${s(pb.seconds)} s (${(pb.seconds / db.seconds).toFixed(2)}x)`;
+    add('cold pull big <= 1.10x direct', `${s(cb.seconds)} s vs ${s(db.seconds)} s (${(cb.seconds / db.seconds).toFixed(2)}x), ${ratio(cb.ratio)} from centre${proxyNote}`, cb.seconds <= 1.1 * db.seconds);
+  }
   for (const img of IMAGE_NAMES) {
     const w = me.warmPull[img];
     const wc = cache?.warmPull[img];

@@ -21,7 +21,7 @@ import { makeCerts, type BenchCerts } from './certs.js';
 import { curlClients, nodeClients } from './clients.js';
 import { startLink, type Link } from './link.js';
 import { nginxBinary, startNginx } from './nginx.js';
-import { peakRssBytes } from './procfs.js';
+import { cpuSeconds, machineBusySeconds, peakRssBytes } from './procfs.js';
 import {
   checkTargets,
   EDGE_NAMES,
@@ -160,6 +160,8 @@ interface World {
   registry: Registry;
   certs: BenchCerts;
   images: BenchImage[];
+  /** Pulled once through each contender before its cold pulls; not measured. */
+  warmup: Omit<BenchImage, 'name'>;
   warmBlob: { repo: string; digest: string; size: number };
   edgeTls: { enabled: boolean; note?: string };
 }
@@ -226,17 +228,19 @@ async function makeWorld(): Promise<World> {
     { name: 'small', layers: [settings.smallLayerKiB * KiB] },
   ];
   const images: BenchImage[] = [];
-  for (const spec of specs) {
-    const layout = path.join(work, `layout-${spec.name}`);
+  const make = async (name: ImageName | 'warmup', layers: number[]): Promise<Omit<BenchImage, 'name'>> => {
+    const layout = path.join(work, `layout-${name}`);
     const started = Date.now();
-    const info = await makeOciLayout(layout, { layers: spec.layers, tag: '1.0' });
-    const repo = `bench/${spec.name}`;
+    const info = await makeOciLayout(layout, { layers, tag: '1.0' });
+    const repo = `bench/${name}`;
     await pushImage(layout, '1.0', `${registry.host}/${repo}:1.0`, { timeoutMs: 600_000 });
     const bytes = info.manifestBytes.length + info.configBytes.length + info.layers.reduce((a, l) => a + l.size, 0);
-    images.push({ name: spec.name, repo, tag: '1.0', info, bytes });
     removeDir(layout);
     log(`image ${repo}:1.0: ${info.layers.length} layers, ${(bytes / MiB).toFixed(1)} MiB, made and pushed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  }
+    return { repo, tag: '1.0', info, bytes };
+  };
+  for (const spec of specs) images.push({ name: spec.name, ...(await make(spec.name, spec.layers)) });
+  const warmup = await make('warmup', [8 * MiB, 4 * MiB]);
   const big = images.find((i) => i.name === 'big');
   const largest = big?.info.layers.reduce((a, l) => (l.size > a.size ? l : a));
   if (big === undefined || largest === undefined) throw new Error('no big image');
@@ -245,6 +249,7 @@ async function makeWorld(): Promise<World> {
     registry,
     certs,
     images,
+    warmup,
     warmBlob: { repo: big.repo, digest: largest.digest, size: largest.size },
     edgeTls,
   };
@@ -339,21 +344,23 @@ async function settle(link: Link, quietMs = 500, maxMs = 60_000): Promise<void> 
 }
 
 let pulls = 0;
-async function measurePull(world: World, serving: Serving, link: Link, image: BenchImage): Promise<PullMeasure> {
+async function measurePull(world: World, serving: Serving, link: Link, image: Omit<BenchImage, 'name'>): Promise<PullMeasure> {
   await settle(link);
   const before = link.stats().bytesFromCentre;
   const dest = path.join(world.work, `pull-${++pulls}`);
   try {
     const ref = `${serving.host}/${image.repo}:${image.tag}`;
+    const busyBefore = machineBusySeconds();
     const r = await pullImage(
       ref,
       dest,
       serving.transport === 'https' ? { certDir: world.certs.skopeoCertDir, timeoutMs: 600_000 } : { timeoutMs: 600_000 },
     );
+    const machineBusy = (machineBusySeconds() - busyBefore) / r.seconds / os.cpus().length;
     if (r.code !== 0) throw new Error(`skopeo copy ${ref} failed (code ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     await settle(link);
     const bytesFromCentre = link.stats().bytesFromCentre - before;
-    return { seconds: r.seconds, bytesFromCentre, ratio: bytesFromCentre / image.bytes };
+    return { seconds: r.seconds, bytesFromCentre, ratio: bytesFromCentre / image.bytes, machineBusy };
   } finally {
     removeDir(dest);
   }
@@ -387,7 +394,10 @@ async function measureHerd(world: World, serving: Serving, link: Link, blob: { r
   const before = link.stats().bytesFromCentre;
   const url = `${serving.url}/v2/${blob.repo}/blobs/${blob.digest}`;
   const ca = serving.transport === 'https' ? world.certs.caCert : undefined;
+  const pids = serving.pids();
+  const cpuBefore = cpuSeconds(pids);
   const r = await nodeClients(url, settings.herdClients, settings.herdProcs, ca, true);
+  const servingCpuSeconds = pids.length > 0 ? cpuSeconds(pids) - cpuBefore : undefined;
   await settle(link);
   const bytesFromCentre = link.stats().bytesFromCentre - before;
   const correct = r.streams.filter((x) => x.status === 200 && x.bytes === blob.size && x.digest === blob.digest && x.complete).length;
@@ -400,6 +410,8 @@ async function measureHerd(world: World, serving: Serving, link: Link, blob: { r
     ratio: bytesFromCentre / blob.size,
     correct,
     slowestFirstByteSeconds: Math.max(...r.streams.map((x) => (x.firstByteAt === 0 ? 0 : x.firstByteAt - r.startedAt))) / 1000,
+    clientCpuSeconds: r.cpuSeconds ?? 0,
+    ...(servingCpuSeconds === undefined ? {} : { servingCpuSeconds }),
   };
 }
 
@@ -466,6 +478,11 @@ async function benchEdge(name: EdgeName, world: World): Promise<EdgeResult> {
     if (serving.transportNote !== undefined) result.transportNote = serving.transportNote;
     log(`${name}: ${serving.label} on ${serving.url}, link ${link.url} (${settings.linkLatencyMs} ms, ${settings.linkMiBps} MiB/s)`);
 
+    // A long-running edge has compiled its hot paths (JIT, undici's llhttp wasm) long before a
+    // pull; a fresh one does it during its first, which perf put at 29% of a fresh edge's CPU
+    // over a cold pull (bench/README.md). One pull of an image measured nowhere, for every contender.
+    const warmed = await attempt('warm-up pull', () => measurePull(world, serving, link, world.warmup));
+    log(`  warm-up pull (not measured): ${describe(warmed, (v) => `${v.seconds.toFixed(2)} s`)}`);
     for (const phase of ['cold', 'warm'] as const) {
       for (const image of world.images) {
         const o = await attempt(`${phase} pull ${image.name}`, () => measurePull(world, serving, link, image));
