@@ -1,6 +1,9 @@
-// What the interleaved A/B tools (warm-ab, cold-pull-ab) share: their settings from the
-// environment, a median, and a work directory plus the servers started in it, all
-// removed on the way out, also on failure.
+// What the interleaved A/B measurements (warm-ab, cold-pull-ab) share: their settings from
+// the environment, a median, and a work directory plus the servers started in it, all
+// removed on the way out, also on failure. Each runs as its own command and from
+// `npm run bench` (bench/run.ts), which reports its medians beside the sequential rows.
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { removeDir, tempDir } from '../test/helpers/proc.js';
 
 export const MiB = 1024 * 1024;
@@ -20,21 +23,33 @@ export function median(xs: number[]): number {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 }
 
+/** True when the module at `url` is the script node was started with. */
+export function isMain(url: string): boolean {
+  const script = process.argv[1];
+  return script !== undefined && pathToFileURL(path.resolve(script)).href === url;
+}
+
+export type Stops = Array<() => Promise<void>>;
+
 /**
  * Runs `body` with a fresh work directory and a list it pushes stop functions to; stops
- * everything (last started first) and removes the directory when it ends, and sets a
- * failing exit code if it throws.
+ * everything (last started first) and removes the directory when it ends, either way.
  */
-export function runAb(prefix: string, body: (work: string, stops: Array<() => Promise<void>>) => Promise<void>): void {
+export async function withWork<T>(prefix: string, body: (work: string, stops: Stops) => Promise<T>): Promise<T> {
   const work = tempDir(prefix);
-  const stops: Array<() => Promise<void>> = [];
-  body(work, stops)
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    })
-    .finally(async () => {
-      for (const stop of stops.reverse()) await stop().catch(() => undefined);
-      removeDir(work);
-    });
+  const stops: Stops = [];
+  try {
+    return await body(work, stops);
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    removeDir(work);
+  }
+}
+
+/** A command-line entry: runs `main`, printing a failure and setting a failing exit code. */
+export function runCli(main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
 }

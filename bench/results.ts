@@ -1,6 +1,9 @@
 // The shape of a run's results (bench/results/*.json), the table printed from them,
 // and the registry-edge targets of issue 5 checked against the peers of the same run.
 
+import type { ColdPullAbKind } from './cold-pull-ab.js';
+import type { WarmAbCase } from './warm-ab.js';
+
 export const EDGE_NAMES = ['direct', 'nginx-proxy', 'nginx-cache', 'registry-proxy', 'registry-edge'] as const;
 export type EdgeName = (typeof EDGE_NAMES)[number];
 
@@ -60,6 +63,14 @@ export interface ManifestMeasure {
   errors: number;
 }
 
+/** The interleaved A/B measurements run after the sequential contenders (bench/warm-ab.ts, bench/cold-pull-ab.ts). */
+export interface Interleaved {
+  warmRounds: number;
+  coldRounds: number;
+  warm?: Outcome<{ cases: WarmAbCase[] }>;
+  cold?: Outcome<{ kinds: ColdPullAbKind[] }>;
+}
+
 export interface EdgeResult {
   name: EdgeName;
   /** What serves the clients, e.g. "nginx 1.22.1 (proxy_cache)". */
@@ -106,6 +117,7 @@ export interface RunResults {
   herdBlobBytes: number;
   warmBlobBytes: number;
   edges: EdgeResult[];
+  interleaved?: Interleaved;
   targets: TargetCheck[];
   seconds: number;
 }
@@ -123,6 +135,40 @@ const ratio = (x: number): string => `${x.toFixed(2)}x`;
 
 export function pullCell(o: Outcome<PullMeasure> | undefined): string {
   return cell(o, (v) => `${s(v.seconds)} s, ${ratio(v.ratio)}`);
+}
+
+const streamsLabel = (n: number): string => (n === 1 ? 'one stream' : `${n} streams`);
+
+/** Markdown lines for the interleaved measurements (none when they did not run). */
+export function interleavedLines(r: RunResults): string[] {
+  const i = r.interleaved;
+  if (i === undefined) return [];
+  const out = ['Interleaved, after the table (contenders side by side, rounds alternating between them, so noise hits both alike):', ''];
+  if (i.warm !== undefined) {
+    if (failed(i.warm)) out.push(`- warm blob: ERROR ${i.warm.error}`);
+    else
+      for (const k of i.warm.cases) {
+        const [e, n] = [k.registryEdge, k.nginxCache];
+        out.push(
+          `- warm ${Math.round(r.warmBlobBytes / MiB)} MiB blob over TLS, ${streamsLabel(k.streams)}, median of ${i.warmRounds}: registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ` +
+            `(${e.cpuPerGiB.toFixed(2)} CPU s per GiB), nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s (${n.cpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}`,
+        );
+      }
+  }
+  if (i.cold !== undefined) {
+    if (failed(i.cold)) out.push(`- cold pull big: ERROR ${i.cold.error}`);
+    else {
+      const direct = i.cold.kinds.find((k) => k.kind === 'direct')?.seconds ?? 0;
+      const parts = i.cold.kinds.map(
+        (k) =>
+          `${k.kind} ${s(k.seconds)} s${k.kind !== 'direct' && direct > 0 ? ` (${ratio(k.seconds / direct)})` : ''}, ` +
+          `${k.kind === 'direct' ? '' : `${s(k.cpuSeconds)} CPU s, `}machine ${(k.machineBusy * 100).toFixed(0)}% busy`,
+      );
+      out.push(`- cold pull of the big image through the link, a warm-up pull first, median of ${i.coldRounds}: ${parts.join('; ')}`);
+    }
+  }
+  out.push('');
+  return out;
 }
 
 /** Rows of metrics, one column per edge. */
@@ -196,6 +242,13 @@ export function checkTargets(r: RunResults): TargetCheck[] {
     if (failed(a) || failed(b)) add(`warm blob ${label} >= nginx-cache`, 'not measured', null);
     else add(`warm blob ${label} (${a.streams}) >= nginx-cache${tlsNote}`, `${a.mibPerSecond.toFixed(0)} vs ${b.mibPerSecond.toFixed(0)} MiB/s`, a.mibPerSecond >= b.mibPerSecond);
   }
+  const warm = r.interleaved?.warm;
+  if (!failed(warm)) {
+    for (const k of warm.cases) {
+      const [e, n] = [k.registryEdge.mibPerSecond, k.nginxCache.mibPerSecond];
+      add(`warm blob ${streamsLabel(k.streams)} >= nginx-cache, interleaved (median of ${r.interleaved?.warmRounds})`, `${e.toFixed(0)} vs ${n.toFixed(0)} MiB/s (${ratio(e / n)})`, e >= n);
+    }
+  }
 
   const h = me.herd;
   const hc = cache?.herd;
@@ -221,6 +274,15 @@ export function checkTargets(r: RunResults): TargetCheck[] {
     const pb = edge(r, 'nginx-proxy')?.coldPull.big;
     const proxyNote = failed(pb) ? '' : `; nginx-proxy (TLS, no cache) ${s(pb.seconds)} s (${(pb.seconds / db.seconds).toFixed(2)}x)`;
     add('cold pull big <= 1.10x direct', `${s(cb.seconds)} s vs ${s(db.seconds)} s (${(cb.seconds / db.seconds).toFixed(2)}x), ${ratio(cb.ratio)} from centre${proxyNote}`, cb.seconds <= 1.1 * db.seconds);
+  }
+  const cold = r.interleaved?.cold;
+  if (!failed(cold)) {
+    const of = (kind: ColdPullAbKind['kind']): number | undefined => cold.kinds.find((k) => k.kind === kind)?.seconds;
+    const [d, e, h, p] = [of('direct'), of('registry-edge'), of('registry-edge-http'), of('nginx-proxy')];
+    if (d !== undefined && e !== undefined) {
+      const x = (v: number | undefined, what: string): string => (v === undefined ? '' : `; ${what} ${ratio(v / d)}`);
+      add(`cold pull big <= 1.10x direct, interleaved (median of ${r.interleaved?.coldRounds})`, `${s(e)} s vs ${s(d)} s (${ratio(e / d)})${x(h, 'the edge over HTTP')}${x(p, 'nginx-proxy')}`, e <= 1.1 * d);
+    }
   }
   for (const img of IMAGE_NAMES) {
     const w = me.warmPull[img];

@@ -17,6 +17,7 @@ import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, skopeoBinary
 import { delay, removeDir, run, tempDir, which } from '../test/helpers/proc.js';
 import { registryBinary, startRegistry, type Registry } from '../test/helpers/registry.js';
 import { median } from './ab.js';
+import { COLD_KINDS, coldPullAb, describeColdPullAb } from './cold-pull-ab.js';
 import { makeCerts, type BenchCerts } from './certs.js';
 import { curlClients, nodeClients } from './clients.js';
 import { startLink, type Link } from './link.js';
@@ -24,6 +25,8 @@ import { nginxBinary, startNginx } from './nginx.js';
 import { cpuSeconds, machineBusySeconds, peakRssBytes } from './procfs.js';
 import {
   checkTargets,
+  interleavedLines,
+  type Interleaved,
   EDGE_NAMES,
   markdownTable,
   tableRows,
@@ -39,6 +42,7 @@ import {
   type PullMeasure,
   type RunResults,
 } from './results.js';
+import { describeWarmAb, warmAb } from './warm-ab.js';
 import { runWrk, wrkBinary } from './wrk.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -87,6 +91,8 @@ const settings = {
   wrkConnections: envNumber('BENCH_WRK_CONNECTIONS', 64, 64),
   wrkThreads: envNumber('BENCH_WRK_THREADS', 2, 2),
   edges: envString('BENCH_EDGES', EDGE_NAMES.join(',')),
+  warmAbRounds: envNumber('BENCH_AB_WARM_ROUNDS', 5, 1),
+  coldAbRounds: envNumber('BENCH_AB_COLD_ROUNDS', 3, 1),
   edgeTls: envString('BENCH_EDGE_TLS', 'auto'),
   edgeLogLevel: envString('BENCH_EDGE_LOG_LEVEL', 'info'),
   results: envString('BENCH_RESULTS', path.join(ROOT, 'bench', 'results', QUICK ? 'quick.json' : 'latest.json')),
@@ -516,6 +522,43 @@ async function benchEdge(name: EdgeName, world: World): Promise<EdgeResult> {
   return result;
 }
 
+/**
+ * The warm-blob and cold-pull comparisons again, with the contenders side by side and the
+ * rounds alternating between them: one contender's slot of the sequential run above can be
+ * 40% slower than the next one's on a small VM, which decides close ratios. Needs the
+ * edge and nginx; skipped with 0 rounds.
+ */
+async function measureInterleaved(edges: string[]): Promise<Interleaved | undefined> {
+  if (!edges.includes('registry-edge')) return undefined;
+  const out: Interleaved = { warmRounds: settings.warmAbRounds, coldRounds: settings.coldAbRounds };
+  const abLog = (line: string): void => log(`  ${line}`);
+  if (settings.warmAbRounds > 0) {
+    log(`interleaved: warm ${settings.bigLayerMiB} MiB blob, registry-edge and nginx-cache, ${settings.warmAbRounds} rounds`);
+    out.warm = await attempt('interleaved warm blob', async () => ({
+      cases: await warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, edgeNodeArgs: [], log: abLog }),
+    }));
+    if (!('error' in out.warm)) for (const line of describeWarmAb(out.warm.cases, settings.warmAbRounds)) log(`  ${line}`);
+  }
+  if (settings.coldAbRounds > 0) {
+    log(`interleaved: cold pull of the big image, ${COLD_KINDS.join(', ')}, ${settings.coldAbRounds} rounds`);
+    const big = [settings.bigLayerMiB * MiB, ...Array.from({ length: settings.bigExtraLayers }, () => settings.bigExtraLayerMiB * MiB)];
+    out.cold = await attempt('interleaved cold pull', async () => ({
+      kinds: await coldPullAb({
+        rounds: settings.coldAbRounds,
+        kinds: [...COLD_KINDS],
+        layers: big,
+        warmup: true,
+        linkLatencyMs: settings.linkLatencyMs,
+        linkMiBps: settings.linkMiBps,
+        edgeNodeArgs: [],
+        log: abLog,
+      }),
+    }));
+    if (!('error' in out.cold)) log(`  ${describeColdPullAb(out.cold.kinds, settings.coldAbRounds)}`);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Report.
 
@@ -533,6 +576,7 @@ function reportMarkdown(r: RunResults): string {
     '',
     markdownTable(tableRows(r)),
     '',
+    ...interleavedLines(r),
     targetsTable(r.targets),
   ];
   return lines.join('\n');
@@ -565,6 +609,7 @@ async function main(): Promise<void> {
 
   const results: EdgeResult[] = [];
   for (const name of edges as EdgeName[]) results.push(await benchEdge(name, world));
+  const interleaved = await measureInterleaved(edges);
 
   const imageInfo = (n: ImageName): { layers: number[]; bytes: number } => {
     const img = world.images.find((i) => i.name === n);
@@ -579,6 +624,7 @@ async function main(): Promise<void> {
     herdBlobBytes: settings.herdMiB * MiB,
     warmBlobBytes: world.warmBlob.size,
     edges: results,
+    ...(interleaved === undefined ? {} : { interleaved }),
     targets: [],
     seconds: 0,
   };
