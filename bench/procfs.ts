@@ -18,6 +18,8 @@ interface Stat {
   ppid: number;
   /** utime + stime of every thread, in clock ticks. */
   cpuTicks: number;
+  /** cutime + cstime: children that exited and were waited for, in clock ticks. */
+  childTicks: number;
 }
 
 function readStat(pid: number): Stat | undefined {
@@ -32,14 +34,24 @@ function readStat(pid: number): Stat | undefined {
   const close = text.lastIndexOf(')');
   if (open < 0 || close < open) return undefined;
   const rest = text.slice(close + 2).split(' ');
-  // Fields 14 and 15 (utime, stime) are rest[11] and rest[12].
-  return { comm: text.slice(open + 1, close), ppid: Number(rest[1]), cpuTicks: Number(rest[11]) + Number(rest[12]) };
+  // Fields 14 to 17 (utime, stime, cutime, cstime) are rest[11] to rest[14].
+  return {
+    comm: text.slice(open + 1, close),
+    ppid: Number(rest[1]),
+    cpuTicks: Number(rest[11]) + Number(rest[12]),
+    childTicks: Number(rest[13]) + Number(rest[14]),
+  };
 }
 
 /** CPU seconds (user + system, all threads) `pids` have used so far; gone processes count 0. */
 export function cpuSeconds(pids: number[]): number {
   // USER_HZ is 100 on every Linux build Node.js runs on.
   return pids.reduce((a, p) => a + (readStat(p)?.cpuTicks ?? 0), 0) / 100;
+}
+
+/** CPU seconds used by this process's children that have exited and been reaped (clients run to completion). */
+export function reapedChildrenCpuSeconds(): number {
+  return (readStat(process.pid)?.childTicks ?? 0) / 100;
 }
 
 /** CPU seconds the whole machine has spent busy (not idle, not waiting for I/O) since boot, over all cores. */

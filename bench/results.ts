@@ -151,7 +151,8 @@ export function interleavedLines(r: RunResults): string[] {
         const [e, n] = [k.registryEdge, k.nginxCache];
         out.push(
           `- warm ${Math.round(r.warmBlobBytes / MiB)} MiB blob over TLS, ${streamsLabel(k.streams)}, median of ${i.warmRounds}: registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ` +
-            `(${e.cpuPerGiB.toFixed(2)} CPU s per GiB), nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s (${n.cpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}`,
+            `(CPU s per GiB: ${e.cpuPerGiB.toFixed(2)} server, ${e.clientCpuPerGiB.toFixed(2)} curl), nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s ` +
+            `(${n.cpuPerGiB.toFixed(2)}, ${n.clientCpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}`,
         );
       }
   }

@@ -19,7 +19,7 @@ import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, withWork } from '.
 import { makeCerts } from './certs.js';
 import { curlClients } from './clients.js';
 import { startNginx } from './nginx.js';
-import { cpuSeconds } from './procfs.js';
+import { cpuSeconds, reapedChildrenCpuSeconds } from './procfs.js';
 
 export interface WarmAbOptions {
   rounds: number;
@@ -39,6 +39,8 @@ export interface WarmAbSide {
   mibPerSecond: number;
   /** Median CPU seconds of the serving processes per GiB served. */
   cpuPerGiB: number;
+  /** Median CPU seconds of the curl clients per GiB received (TLS decryption, the kernel's receive path). */
+  clientCpuPerGiB: number;
   /** MiB/s of every round. */
   runs: number[];
 }
@@ -92,6 +94,7 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
     ];
     const rates = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
+    const clientCpu = new Map<string, number[]>();
     for (const c of contenders) {
       const url = `${c.url}/v2/ab/blob/blobs/${blob.digest}`;
       // Warm twice: nginx caches on the first full answer, the edge commits after its fill.
@@ -119,23 +122,34 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
           const target = kase.cold ? coldBlobs.shift() : blob;
           if (!target) throw new Error('out of cold blobs');
           const cpuBefore = cpuSeconds(c.pids());
+          // The curl processes are reaped by the time curlClients resolves: their CPU is in our cutime/cstime.
+          const clientBefore = reapedChildrenCpuSeconds();
           const run = await curlClients(`${c.url}/v2/ab/blob/blobs/${target.digest}`, kase.streams, certs.caCert);
           const bad = run.streams.find((x) => x.status !== 200 || x.bytes !== target.size);
           if (bad) throw new Error(`${c.name}: status ${bad.status}, ${bad.bytes} of ${target.size} bytes ${bad.error ?? ''}`);
           const bytes = kase.streams * target.size;
           const mibps = bytes / MiB / ((run.endedAt - run.startedAt) / 1000);
-          const cpuPerGiB = (cpuSeconds(c.pids()) - cpuBefore) / (bytes / (1024 * MiB));
+          const gib = bytes / (1024 * MiB);
+          const cpuPerGiB = (cpuSeconds(c.pids()) - cpuBefore) / gib;
+          const clientPerGiB = (reapedChildrenCpuSeconds() - clientBefore) / gib;
           const key = `${c.name} ${kase.label}`;
           rates.set(key, [...(rates.get(key) ?? []), mibps]);
           cpu.set(key, [...(cpu.get(key) ?? []), cpuPerGiB]);
-          line.push(`${key} ${mibps.toFixed(0)} MiB/s ${cpuPerGiB.toFixed(2)} cpu-s/GiB`);
+          clientCpu.set(key, [...(clientCpu.get(key) ?? []), clientPerGiB]);
+          line.push(`${key} ${mibps.toFixed(0)} MiB/s ${cpuPerGiB.toFixed(2)} cpu-s/GiB, client ${clientPerGiB.toFixed(2)}`);
         }
       }
       o.log(`round ${r + 1}: ${line.join(', ')}`);
     }
     const side = (name: Contender['name'], label: string): WarmAbSide => {
       const runs = rates.get(`${name} ${label}`) ?? [];
-      return { mibPerSecond: median(runs), cpuPerGiB: median(cpu.get(`${name} ${label}`) ?? []), runs: runs.map((x) => Number(x.toFixed(1))) };
+      const key = `${name} ${label}`;
+      return {
+        mibPerSecond: median(runs),
+        cpuPerGiB: median(cpu.get(key) ?? []),
+        clientCpuPerGiB: median(clientCpu.get(key) ?? []),
+        runs: runs.map((x) => Number(x.toFixed(1))),
+      };
     };
     return cases.map((k) => ({ ...k, nginxCache: side('nginx-cache', k.label), registryEdge: side('registry-edge', k.label) }));
   });
@@ -146,8 +160,8 @@ export function describeWarmAb(cases: WarmAbCase[], rounds: number): string[] {
   return cases.map((k) => {
     const [n, e] = [k.nginxCache, k.registryEdge];
     return (
-      `${k.label}, median of ${rounds}: nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s ${n.cpuPerGiB.toFixed(2)} cpu-s/GiB, ` +
-      `registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ${e.cpuPerGiB.toFixed(2)} cpu-s/GiB (${(e.mibPerSecond / n.mibPerSecond).toFixed(2)}x the throughput)`
+      `${k.label}, median of ${rounds}: nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s ${n.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${n.clientCpuPerGiB.toFixed(2)}), ` +
+      `registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ${e.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${e.clientCpuPerGiB.toFixed(2)}) (${(e.mibPerSecond / n.mibPerSecond).toFixed(2)}x the throughput)`
     );
   });
 }
