@@ -1,9 +1,12 @@
 // Cold pull of the big image through the WAN-like link, interleaved: direct (HTTP),
-// nginx as the Registry Proxy (TLS, no cache), nginx proxy_cache (TLS), registry-edge
-// over TLS and over plain HTTP, each round with a fresh link and a cold cache, with the
-// CPU seconds the serving process used and how busy the whole machine was. It tells
-// what TLS costs from what the edge costs: nginx-proxy against direct is TLS and one
-// proxy hop alone, registry-edge-http against direct is the edge without TLS.
+// nginx as the Registry Proxy (TLS, no cache), nginx proxy_cache (TLS), node-proxy (a
+// bare Node.js TLS + undici pass-through, bench/node-proxy.ts), registry-edge over TLS
+// and over plain HTTP, each round with a fresh link and a cold cache, with the CPU
+// seconds the serving process used and how busy the whole machine was. It tells the
+// costs apart: nginx-proxy against direct is TLS and one hop, node-proxy against
+// nginx-proxy is Node.js and undici, registry-edge against node-proxy is the edge's own
+// work (hash, temp file, readers), registry-edge-http against direct is the edge
+// without TLS.
 // `npm run bench` runs it after the sequential contenders; alone, it is for profiling:
 //
 //   npm run build && node dist/bench/cold-pull-ab.js
@@ -14,7 +17,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startEdge } from '../test/helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage } from '../test/helpers/image.js';
-import { removeDir } from '../test/helpers/proc.js';
+import { fileURLToPath } from 'node:url';
+import * as net from 'node:net';
+import { freePort, removeDir, startProcess, waitFor } from '../test/helpers/proc.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, withWork } from './ab.js';
 import { makeCerts } from './certs.js';
@@ -22,9 +27,23 @@ import { startLink } from './link.js';
 import { startNginx } from './nginx.js';
 import { cpuSeconds, machineBusySeconds } from './procfs.js';
 
-export const COLD_KINDS = ['direct', 'nginx-proxy', 'nginx-cache', 'registry-edge', 'registry-edge-http'] as const;
+export const COLD_KINDS = ['direct', 'nginx-proxy', 'nginx-cache', 'node-proxy', 'registry-edge', 'registry-edge-http'] as const;
 export type ColdKind = (typeof COLD_KINDS)[number];
 const isKind = (k: string): k is ColdKind => (COLD_KINDS as readonly string[]).includes(k);
+
+const NODE_PROXY_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node-proxy.js');
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
 
 export interface ColdPullAbOptions {
   rounds: number;
@@ -93,6 +112,16 @@ export function coldPullAb(o: ColdPullAbOptions): Promise<ColdPullAbKind[]> {
         } else if (kind === 'nginx-proxy' || kind === 'nginx-cache') {
           const n = await startNginx({ dir, upstream: link.host, cacheBlobs: kind === 'nginx-cache', tls: certs });
           served = { host: n.host, tls: true, pids: () => n.pids(), stop: () => n.stop() };
+        } else if (kind === 'node-proxy') {
+          const port = await freePort();
+          const p = startProcess(process.execPath, [NODE_PROXY_JS, '--upstream', link.url, '--cert', certs.cert, '--key', certs.key, '--port', String(port)], {
+            logFile: path.join(dir, 'node-proxy.log'),
+          });
+          served = { host: `127.0.0.1:${port}`, tls: true, pids: () => [p.pid], stop: () => p.stop() };
+          await waitFor(() => listening(port), { what: `node-proxy on port ${port}` }).catch(async (err: unknown) => {
+            await p.stop();
+            throw err;
+          });
         } else {
           const tls = kind === 'registry-edge';
           const e = await startEdge({
