@@ -24,6 +24,7 @@ import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { BlobService } from './proxy/blob-service.js';
 import { ManifestService } from './proxy/manifest-service.js';
+import { youngGcEvery } from './runtime/young-gc.js';
 import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
 import { parseTrustedProxies } from './upstream/client-address.js';
 
@@ -51,6 +52,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onSlowRead: () => metrics.slowReads.inc(),
   });
   await store.init();
+  const youngGc = youngGcEvery(config.cache.fill_gc_every);
   const manifestStore = new ManifestStore(layout, config.cache.fsync);
   await manifestStore.init();
   const blobCache = new BlobCache(store, config.cache.fsync, {
@@ -65,7 +67,10 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       }
     },
     onFollower: () => metrics.followers.inc(),
-    onUpstreamBytes: (n) => metrics.upstreamBytes.inc(n),
+    onUpstreamBytes: (n) => {
+      metrics.upstreamBytes.inc(n);
+      youngGc?.(n);
+    },
   });
   const up = config.upstream;
   const upstream = new UpstreamClient(
