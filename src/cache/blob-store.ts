@@ -3,6 +3,7 @@
  * least-recently-used beyond `maxSize` bytes. Knows digests, files and sizes only.
  */
 import type { Writable } from 'node:stream';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -35,6 +36,41 @@ export interface OpenBlob {
    */
   sendTo(dest: Writable, start: number, end: number, done: (err: Error | undefined) => void): void;
   close(): Promise<void>;
+}
+
+/**
+ * With event-loop reads on, the open, fstat and close are synchronous too: for a blob
+ * whose inode is cached they take microseconds, where a thread-pool round trip is a
+ * wake-up of another CPU, which this project's hypervisor makes dear, and a warm
+ * 40-layer pull asks for 40 blobs in a row. Time to first byte of a cached blob on a
+ * kept-alive TLS connection (curl, 35 requests): 0.77-1.04 ms before, 0.57-0.77 after
+ * (nginx proxy_cache: 0.07-0.16).
+ */
+function openNow(path: string): { fd: number; size: number; close(): Promise<void> } {
+  const fd = openSync(path, 'r');
+  try {
+    const close = async (): Promise<void> => {
+      try {
+        closeSync(fd);
+      } catch {
+        // Already closed: nothing to release.
+      }
+    };
+    return { fd, size: fstatSync(fd).size, close };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+async function openLater(path: string): Promise<{ fd: number; size: number; close(): Promise<void> }> {
+  const handle = await open(path, 'r');
+  try {
+    return { fd: handle.fd, size: (await handle.stat()).size, close: () => handle.close().catch(() => undefined) };
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 export class BlobStore {
@@ -95,23 +131,17 @@ export class BlobStore {
   async open(digest: Digest): Promise<OpenBlob | undefined> {
     if (this.index.get(digest.value) === undefined) return undefined;
     const path = this.layout.blobPath(digest);
-    let handle;
+    let opened: { fd: number; size: number; close(): Promise<void> };
     try {
-      handle = await open(path, 'r');
+      opened = this.syncReads ? openNow(path) : await openLater(path);
     } catch {
       // Removed behind our back (or evicted between the lookup and the open): a miss.
       this.index.delete(digest.value);
       this.report();
       return undefined;
     }
-    const { size } = await handle.stat();
-    return {
-      size,
-      sendTo: (dest, start, end, done) => pumpFile(handle.fd, start, end, dest, done, this.syncReads),
-      close: async () => {
-        await handle.close().catch(() => undefined);
-      },
-    };
+    const { fd, size, close } = opened;
+    return { size, sendTo: (dest, start, end, done) => pumpFile(fd, start, end, dest, done, this.syncReads), close };
   }
 
   /** Size of a committed blob without opening it. */
