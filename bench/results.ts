@@ -2,7 +2,7 @@
 // and the registry-edge targets of issue 5 checked against the peers of the same run.
 
 import type { ColdPullAbKind } from './cold-pull-ab.js';
-import type { WarmAbCase } from './warm-ab.js';
+import type { WarmAbResult } from './warm-ab.js';
 
 export const EDGE_NAMES = ['direct', 'nginx-proxy', 'nginx-cache', 'registry-proxy', 'registry-edge'] as const;
 export type EdgeName = (typeof EDGE_NAMES)[number];
@@ -67,7 +67,7 @@ export interface ManifestMeasure {
 export interface Interleaved {
   warmRounds: number;
   coldRounds: number;
-  warm?: Outcome<{ cases: WarmAbCase[] }>;
+  warm?: Outcome<WarmAbResult>;
   cold?: Outcome<{ kinds: ColdPullAbKind[] }>;
 }
 
@@ -155,6 +155,14 @@ export function interleavedLines(r: RunResults): string[] {
             `(${n.cpuPerGiB.toFixed(2)}, ${n.clientCpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}`,
         );
       }
+  }
+  if (i.warm !== undefined && !failed(i.warm)) {
+    for (const p of i.warm.pulls) {
+      out.push(
+        `- warm pull ${p.name} (skopeo), median of ${i.warmRounds}: registry-edge ${s(p.registryEdge.seconds)} s, nginx-cache ${s(p.nginxCache.seconds)} s: ` +
+          `${ratio(p.registryEdge.seconds / p.nginxCache.seconds)} the time`,
+      );
+    }
   }
   if (i.cold !== undefined) {
     if (failed(i.cold)) out.push(`- cold pull big: ERROR ${i.cold.error}`);
@@ -296,6 +304,11 @@ export function checkTargets(r: RunResults): TargetCheck[] {
     add(`warm pull ${img}: <= 1% of the image from centre`, `${(w.ratio * 100).toFixed(2)}%`, w.ratio <= 0.01);
     if (failed(wc)) add(`warm pull ${img}: <= nginx-cache time`, 'nginx-cache not measured', null);
     else add(`warm pull ${img}: <= nginx-cache time`, `${s(w.seconds)} s vs ${s(wc.seconds)} s`, w.seconds <= wc.seconds);
+    const wi = failed(warm) ? undefined : warm.pulls.find((p) => p.name === img);
+    if (wi !== undefined) {
+      const [e, n] = [wi.registryEdge.seconds, wi.nginxCache.seconds];
+      add(`warm pull ${img}: <= nginx-cache time, interleaved (median of ${r.interleaved?.warmRounds})`, `${s(e)} s vs ${s(n)} s (${ratio(e / n)})`, e <= n);
+    }
   }
 
   const m = me.manifest;

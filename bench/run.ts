@@ -532,16 +532,21 @@ async function measureInterleaved(edges: string[]): Promise<Interleaved | undefi
   if (!edges.includes('registry-edge')) return undefined;
   const out: Interleaved = { warmRounds: settings.warmAbRounds, coldRounds: settings.coldAbRounds };
   const abLog = (line: string): void => log(`  ${line}`);
+  const big = [settings.bigLayerMiB * MiB, ...Array.from({ length: settings.bigExtraLayers }, () => settings.bigExtraLayerMiB * MiB)];
   if (settings.warmAbRounds > 0) {
-    log(`interleaved: warm ${settings.bigLayerMiB} MiB blob, registry-edge and nginx-cache, ${settings.warmAbRounds} rounds`);
-    out.warm = await attempt('interleaved warm blob', async () => ({
-      cases: await warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, edgeNodeArgs: [], log: abLog }),
-    }));
-    if (!('error' in out.warm)) for (const line of describeWarmAb(out.warm.cases, settings.warmAbRounds)) log(`  ${line}`);
+    log(`interleaved: warm ${settings.bigLayerMiB} MiB blob and warm pulls, registry-edge and nginx-cache, ${settings.warmAbRounds} rounds`);
+    const pulls = [
+      { name: 'big', layers: big },
+      { name: 'many', layers: Array.from({ length: settings.manyLayers }, () => settings.manyLayerKiB * KiB) },
+      { name: 'small', layers: [settings.smallLayerKiB * KiB] },
+    ];
+    out.warm = await attempt('interleaved warm blob and pulls', () =>
+      warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, pulls, edgeNodeArgs: [], log: abLog }),
+    );
+    if (!('error' in out.warm)) for (const line of describeWarmAb(out.warm, settings.warmAbRounds)) log(`  ${line}`);
   }
   if (settings.coldAbRounds > 0) {
     log(`interleaved: cold pull of the big image, ${COLD_KINDS.join(', ')}, ${settings.coldAbRounds} rounds`);
-    const big = [settings.bigLayerMiB * MiB, ...Array.from({ length: settings.bigExtraLayers }, () => settings.bigExtraLayerMiB * MiB)];
     out.cold = await attempt('interleaved cold pull', async () => ({
       kinds: await coldPullAb({
         rounds: settings.coldAbRounds,

@@ -6,6 +6,7 @@
 //   npm run build && node dist/bench/warm-ab.js
 //   AB_COLD=1 AB_STREAMS= node dist/bench/warm-ab.js   (cold fills only, no link: the fill path's cost)
 //   AB_HOLD=1 node dist/bench/warm-ab.js   (keeps both up for measuring by hand)
+//   AB_PULLS=1 node dist/bench/warm-ab.js  (also warm skopeo pulls of a 40-layer image)
 //   AB_ROUNDS=7 AB_MIB=256 AB_STREAMS=1,8 AB_EDGE_NODE_ARGS=--cpu-prof node dist/bench/warm-ab.js
 //
 // No link: the blob is fetched once from the centre to warm each cache, then only the
@@ -13,7 +14,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startEdge } from '../test/helpers/edge.js';
-import { pushBlob, randomFile } from '../test/helpers/image.js';
+import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile } from '../test/helpers/image.js';
+import { removeDir } from '../test/helpers/proc.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, withWork } from './ab.js';
 import { makeCerts } from './certs.js';
@@ -30,6 +32,8 @@ export interface WarmAbOptions {
   cold: boolean;
   /** Keep both up until stdin closes, for measuring by hand. */
   hold: boolean;
+  /** Images (layer sizes in bytes) pulled warm with skopeo through both, each round. */
+  pulls: Array<{ name: string; layers: number[] }>;
   edgeNodeArgs: string[];
   log(line: string): void;
 }
@@ -45,6 +49,13 @@ export interface WarmAbSide {
   runs: number[];
 }
 
+export interface WarmAbPull {
+  name: string;
+  /** Median wall seconds of a warm skopeo pull (start-up included), and every round's. */
+  nginxCache: { seconds: number; runs: number[] };
+  registryEdge: { seconds: number; runs: number[] };
+}
+
 export interface WarmAbCase {
   label: string;
   streams: number;
@@ -56,10 +67,16 @@ export interface WarmAbCase {
 interface Contender {
   name: 'nginx-cache' | 'registry-edge';
   url: string;
+  host: string;
   pids(): number[];
 }
 
-export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
+export interface WarmAbResult {
+  cases: WarmAbCase[];
+  pulls: WarmAbPull[];
+}
+
+export function warmAb(o: WarmAbOptions): Promise<WarmAbResult> {
   return withWork('re-ab-', async (work, stops) => {
     const certs = await makeCerts(path.join(work, 'certs'));
     const registry = await startRegistry({ logLevel: 'error' });
@@ -73,6 +90,12 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
       coldBlobs.push(await pushBlob(registry.url, 'ab/blob', file));
     }
     fs.rmSync(file);
+    for (const img of o.pulls) {
+      const layout = path.join(work, `layout-${img.name}`);
+      await makeOciLayout(layout, { layers: img.layers, tag: '1.0' });
+      await pushImage(layout, '1.0', `${registry.host}/ab/${img.name}:1.0`, { timeoutMs: 600_000 });
+      removeDir(layout);
+    }
 
     fs.mkdirSync(path.join(work, 'nginx'));
     const nginx = await startNginx({ dir: path.join(work, 'nginx'), upstream: registry.host, cacheBlobs: true, tls: certs });
@@ -89,9 +112,20 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
     });
     stops.push(() => edge.stop());
     const contenders: Contender[] = [
-      { name: 'nginx-cache', url: nginx.url, pids: () => nginx.pids() },
-      { name: 'registry-edge', url: edge.url, pids: () => [edge.proc.pid] },
+      { name: 'nginx-cache', url: nginx.url, host: nginx.host, pids: () => nginx.pids() },
+      { name: 'registry-edge', url: edge.url, host: edge.host, pids: () => [edge.proc.pid] },
     ];
+    let pullDirs = 0;
+    const pull = async (c: Contender, image: string): Promise<number> => {
+      const dest = path.join(work, `pull-${++pullDirs}`);
+      try {
+        const r = await pullImage(`${c.host}/ab/${image}:1.0`, dest, { certDir: certs.skopeoCertDir, timeoutMs: 600_000 });
+        if (r.code !== 0) throw new Error(`${c.name}: skopeo pull of ab/${image} failed: ${r.stderr.trim()}`);
+        return r.seconds;
+      } finally {
+        removeDir(dest);
+      }
+    };
     const rates = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
     const clientCpu = new Map<string, number[]>();
@@ -99,7 +133,10 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
       const url = `${c.url}/v2/ab/blob/blobs/${blob.digest}`;
       // Warm twice: nginx caches on the first full answer, the edge commits after its fill.
       for (let i = 0; i < 2; i++) await curlClients(url, 1, certs.caCert);
+      // Twice as well, for the same reason: the first pull fills, the second finds all cached.
+      for (const img of o.pulls) for (let i = 0; i < 2; i++) await pull(c, img.name);
     }
+    const pullSeconds = new Map<string, number[]>();
     if (o.hold) {
       // For measuring by hand (perf, strace, other clients): everything stays up until stdin closes.
       for (const c of contenders) o.log(`${c.name} ${c.url}/v2/ab/blob/blobs/${blob.digest} pids ${c.pids().join(' ')}`);
@@ -139,6 +176,14 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
           line.push(`${key} ${mibps.toFixed(0)} MiB/s ${cpuPerGiB.toFixed(2)} cpu-s/GiB, client ${clientPerGiB.toFixed(2)}`);
         }
       }
+      for (const img of o.pulls) {
+        for (const c of order) {
+          const seconds = await pull(c, img.name);
+          const key = `${c.name} ${img.name}`;
+          pullSeconds.set(key, [...(pullSeconds.get(key) ?? []), seconds]);
+          line.push(`${c.name} warm pull ${img.name} ${seconds.toFixed(2)} s`);
+        }
+      }
       o.log(`round ${r + 1}: ${line.join(', ')}`);
     }
     const side = (name: Contender['name'], label: string): WarmAbSide => {
@@ -151,33 +196,46 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbCase[]> {
         runs: runs.map((x) => Number(x.toFixed(1))),
       };
     };
-    return cases.map((k) => ({ ...k, nginxCache: side('nginx-cache', k.label), registryEdge: side('registry-edge', k.label) }));
+    const pullSide = (name: Contender['name'], image: string): { seconds: number; runs: number[] } => {
+      const runs = pullSeconds.get(`${name} ${image}`) ?? [];
+      return { seconds: median(runs), runs: runs.map((x) => Number(x.toFixed(2))) };
+    };
+    return {
+      cases: cases.map((k) => ({ ...k, nginxCache: side('nginx-cache', k.label), registryEdge: side('registry-edge', k.label) })),
+      pulls: o.pulls.map((img) => ({ name: img.name, nginxCache: pullSide('nginx-cache', img.name), registryEdge: pullSide('registry-edge', img.name) })),
+    };
   });
 }
 
-/** One line per case: both medians and the edge's throughput as a multiple of nginx-cache's. */
-export function describeWarmAb(cases: WarmAbCase[], rounds: number): string[] {
-  return cases.map((k) => {
+/** One line per case and per image: both medians, and the edge's as a multiple of nginx-cache's. */
+export function describeWarmAb(result: WarmAbResult, rounds: number): string[] {
+  const pulls = result.pulls.map(
+    (p) =>
+      `warm pull ${p.name}, median of ${rounds}: nginx-cache ${p.nginxCache.seconds.toFixed(2)} s, registry-edge ${p.registryEdge.seconds.toFixed(2)} s ` +
+      `(${(p.registryEdge.seconds / p.nginxCache.seconds).toFixed(2)}x the time)`,
+  );
+  return [...result.cases.map((k) => {
     const [n, e] = [k.nginxCache, k.registryEdge];
     return (
       `${k.label}, median of ${rounds}: nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s ${n.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${n.clientCpuPerGiB.toFixed(2)}), ` +
       `registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ${e.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${e.clientCpuPerGiB.toFixed(2)}) (${(e.mibPerSecond / n.mibPerSecond).toFixed(2)}x the throughput)`
     );
-  });
+  }), ...pulls];
 }
 
 if (isMain(import.meta.url)) {
   runCli(async () => {
     const rounds = abRounds(5);
-    const cases = await warmAb({
+    const result = await warmAb({
       rounds,
       blobMiB: Number(process.env['AB_MIB'] ?? 256),
       streamCounts: (process.env['AB_STREAMS'] ?? '1,8').split(',').filter(Boolean).map(Number),
       cold: process.env['AB_COLD'] === '1',
       hold: process.env['AB_HOLD'] === '1',
+      pulls: process.env['AB_PULLS'] === '1' ? [{ name: 'many', layers: Array.from({ length: 40 }, () => 256 * 1024) }] : [],
       edgeNodeArgs: edgeNodeArgs(),
       log: (line) => console.log(line),
     });
-    for (const line of describeWarmAb(cases, rounds)) console.log(line);
+    for (const line of describeWarmAb(result, rounds)) console.log(line);
   });
 }
