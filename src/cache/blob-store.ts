@@ -38,6 +38,13 @@ export interface OpenBlob {
   close(): Promise<void>;
 }
 
+/** A blob file opened for reading: its descriptor, its size, and how to let it go. */
+interface OpenFile {
+  fd: number;
+  size: number;
+  close(): Promise<void>;
+}
+
 /**
  * With event-loop reads on, the open, fstat and close are synchronous too: for a blob
  * whose inode is cached they take microseconds, where a thread-pool round trip is a
@@ -46,24 +53,26 @@ export interface OpenBlob {
  * kept-alive TLS connection (curl, 35 requests): 0.77-1.04 ms before, 0.57-0.77 after
  * (nginx proxy_cache: 0.07-0.16).
  */
-function openNow(path: string): { fd: number; size: number; close(): Promise<void> } {
+function openNow(path: string): OpenFile {
   const fd = openSync(path, 'r');
+  let size: number;
   try {
-    const close = async (): Promise<void> => {
-      try {
-        closeSync(fd);
-      } catch {
-        // Already closed: nothing to release.
-      }
-    };
-    return { fd, size: fstatSync(fd).size, close };
+    size = fstatSync(fd).size;
   } catch (err) {
     closeSync(fd);
     throw err;
   }
+  const close = async (): Promise<void> => {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed: nothing to release.
+    }
+  };
+  return { fd, size, close };
 }
 
-async function openLater(path: string): Promise<{ fd: number; size: number; close(): Promise<void> }> {
+async function openLater(path: string): Promise<OpenFile> {
   const handle = await open(path, 'r');
   try {
     return { fd: handle.fd, size: (await handle.stat()).size, close: () => handle.close().catch(() => undefined) };
@@ -131,7 +140,7 @@ export class BlobStore {
   async open(digest: Digest): Promise<OpenBlob | undefined> {
     if (this.index.get(digest.value) === undefined) return undefined;
     const path = this.layout.blobPath(digest);
-    let opened: { fd: number; size: number; close(): Promise<void> };
+    let opened: OpenFile;
     try {
       opened = this.syncReads ? openNow(path) : await openLater(path);
     } catch {
