@@ -13,7 +13,6 @@
 //   AB_WARMUP=1 node dist/bench/cold-pull-ab.js   (each server first pulls another, small image)
 //   AB_KINDS=direct,registry-edge AB_ROUNDS=5 AB_EDGE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node dist/bench/cold-pull-ab.js
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { startEdge } from '../test/helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage } from '../test/helpers/image.js';
@@ -25,7 +24,7 @@ import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, withWork } from '.
 import { makeCerts } from './certs.js';
 import { startLink } from './link.js';
 import { startNginx } from './nginx.js';
-import { cpuSeconds, machineBusySeconds } from './procfs.js';
+import { cpuSeconds, machineBusyMeter } from './procfs.js';
 
 export const COLD_KINDS = ['direct', 'nginx-proxy', 'nginx-cache', 'node-proxy', 'registry-edge', 'registry-edge-http'] as const;
 export type ColdKind = (typeof COLD_KINDS)[number];
@@ -139,13 +138,13 @@ export function coldPullAb(o: ColdPullAbOptions): Promise<ColdPullAbKind[]> {
             if (warmed.code !== 0) throw new Error(`${kind}: skopeo failed on the warm-up image: ${warmed.stderr.trim()}`);
           }
           const cpuBefore = cpuSeconds(served.pids());
-          const busyBefore = machineBusySeconds();
+          const busyShare = machineBusyMeter();
           const pulled = await pullImage(`${served.host}/bench/big:1.0`, path.join(dir, 'pull'), pullOptions);
           if (pulled.code !== 0) throw new Error(`${kind}: skopeo failed: ${pulled.stderr.trim()}`);
           const used = cpuSeconds(served.pids()) - cpuBefore;
           // How much of every core the pull kept busy (skopeo, the link, the centre and the server):
           // near 100% the pull is bound by CPU, and every CPU second the server spends adds to it.
-          const machine = (machineBusySeconds() - busyBefore) / (pulled.seconds * os.cpus().length);
+          const machine = busyShare(pulled.seconds);
           add(seconds, kind, pulled.seconds);
           add(cpu, kind, used);
           add(busy, kind, machine);

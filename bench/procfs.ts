@@ -1,5 +1,6 @@
 // /proc readers: peak RSS (VmHWM) and CPU time of processes, and the children of a process.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 
 /** VmHWM (peak resident set) of `pid` in bytes, or undefined when it is gone. */
 export function peakRssBytes(pid: number): number | undefined {
@@ -55,12 +56,21 @@ export function reapedChildrenCpuSeconds(): number {
 }
 
 /** CPU seconds the whole machine has spent busy (not idle, not waiting for I/O) since boot, over all cores. */
-export function machineBusySeconds(): number {
+function machineBusySeconds(): number {
   const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
   // "cpu user nice system idle iowait irq softirq steal ...", in USER_HZ ticks.
   const ticks = line.trim().split(/\s+/).slice(1).map(Number);
   const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
   return (total - (ticks[3] ?? 0) - (ticks[4] ?? 0)) / 100;
+}
+
+/**
+ * Starts measuring how busy the whole machine is; the function returned gives the share
+ * of all cores that were busy over `wallSeconds` since (near 1: the work was bound by CPU).
+ */
+export function machineBusyMeter(): (wallSeconds: number) => number {
+  const before = machineBusySeconds();
+  return (wallSeconds) => (machineBusySeconds() - before) / (wallSeconds * os.cpus().length);
 }
 
 /** Direct children of `pid` (scans /proc). */

@@ -145,8 +145,8 @@ export function interleavedLines(r: RunResults): string[] {
   if (i === undefined) return [];
   const out = ['Interleaved, after the table (contenders side by side, rounds alternating between them, so noise hits both alike):', ''];
   if (i.warm !== undefined) {
-    if (failed(i.warm)) out.push(`- warm blob: ERROR ${i.warm.error}`);
-    else
+    if (failed(i.warm)) out.push(`- warm blob and pulls: ERROR ${i.warm.error}`);
+    else {
       for (const k of i.warm.cases) {
         const [e, n] = [k.registryEdge, k.nginxCache];
         out.push(
@@ -155,13 +155,12 @@ export function interleavedLines(r: RunResults): string[] {
             `(${n.cpuPerGiB.toFixed(2)}, ${n.clientCpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}`,
         );
       }
-  }
-  if (i.warm !== undefined && !failed(i.warm)) {
-    for (const p of i.warm.pulls) {
-      out.push(
-        `- warm pull ${p.name} (skopeo), median of ${i.warmRounds}: registry-edge ${s(p.registryEdge.seconds)} s, nginx-cache ${s(p.nginxCache.seconds)} s: ` +
-          `${ratio(p.registryEdge.seconds / p.nginxCache.seconds)} the time`,
-      );
+      for (const p of i.warm.pulls) {
+        out.push(
+          `- warm pull ${p.name} (skopeo), median of ${i.warmRounds}: registry-edge ${s(p.registryEdge.seconds)} s, nginx-cache ${s(p.nginxCache.seconds)} s: ` +
+            `${ratio(p.registryEdge.seconds / p.nginxCache.seconds)} the time`,
+        );
+      }
     }
   }
   if (i.cold !== undefined) {

@@ -22,7 +22,7 @@ import { makeCerts, type BenchCerts } from './certs.js';
 import { curlClients, nodeClients } from './clients.js';
 import { startLink, type Link } from './link.js';
 import { nginxBinary, startNginx } from './nginx.js';
-import { cpuSeconds, machineBusySeconds, peakRssBytes } from './procfs.js';
+import { cpuSeconds, machineBusyMeter, peakRssBytes } from './procfs.js';
 import {
   checkTargets,
   interleavedLines,
@@ -356,13 +356,13 @@ async function measurePull(world: World, serving: Serving, link: Link, image: Om
   const dest = path.join(world.work, `pull-${++pulls}`);
   try {
     const ref = `${serving.host}/${image.repo}:${image.tag}`;
-    const busyBefore = machineBusySeconds();
+    const busyShare = machineBusyMeter();
     const r = await pullImage(
       ref,
       dest,
       serving.transport === 'https' ? { certDir: world.certs.skopeoCertDir, timeoutMs: 600_000 } : { timeoutMs: 600_000 },
     );
-    const machineBusy = (machineBusySeconds() - busyBefore) / r.seconds / os.cpus().length;
+    const machineBusy = busyShare(r.seconds);
     if (r.code !== 0) throw new Error(`skopeo copy ${ref} failed (code ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     await settle(link);
     const bytesFromCentre = link.stats().bytesFromCentre - before;
