@@ -27,7 +27,7 @@ function load(args: string[]): Config {
 async function serve(args: string[]): Promise<void> {
   const file = option(args, '--config') ?? DEFAULT_CONFIG;
   const config = loadConfig({ file });
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log);
   const edge = await startEdge(config, log);
   let stopping = false;
   const stop = (signal: string): void => {

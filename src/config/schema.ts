@@ -18,6 +18,7 @@ export interface KeySpec {
 
 export const KEYS: readonly KeySpec[] = [
   { path: 'log.level', type: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'pino log level; access log lines are at info.' },
+  { path: 'log.sync', type: 'bool', default: true, doc: 'Write each log line to stdout before going on, as nginx writes its access log (no thread-pool hand-off per request: about a third less CPU per cached hit). false: lines go through the thread pool, so a log reader that stops reading cannot stall serving.' },
   { path: 'http.addr', type: 'addr', default: '0.0.0.0:5000', doc: 'host:port of the client listener (registry API).' },
   { path: 'http.host', type: 'url', optional: true, default: '', doc: 'Public base URL of the edge (as registry:2 http.host), e.g. https://hub.example.internal; Location, Link and token realms are rewritten to it. Empty: the scheme and Host of each request.' },
   { path: 'http.tls.certificate', type: 'string', default: '', doc: 'PEM certificate chain for the client listener; with http.tls.key it makes http.addr HTTPS (TLS 1.2 and 1.3). Reloaded when the file changes or on SIGHUP.' },
@@ -72,7 +73,7 @@ export interface UpstreamConfig {
 }
 
 export interface Config {
-  readonly log: { readonly level: string };
+  readonly log: { readonly level: string; readonly sync: boolean };
   readonly http: {
     readonly addr: string;
     readonly host: string;

@@ -2,7 +2,20 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
+export interface LogOptions {
+  readonly level: string;
+  /**
+   * Write each line before going on, as nginx writes its access log. A line handed to
+   * the thread pool instead costs a worker wake-up and a loop wake-up per request:
+   * with one keep-alive client on a cached blob, 0.146 against 0.095 ms of CPU per
+   * request here, 30% fewer requests per second (wrk -c1, 4 rounds).
+   */
+  readonly sync: boolean;
+  /** A file descriptor or path; stdout when left out. */
+  readonly dest?: number | string;
+}
+
 /** One logger for the process, created at start and passed down (never imported as a global). */
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  return pino({ level, base: { service: 'registry-edge' } }, destination ?? pino.destination({ sync: false }));
+export function createLogger(opts: LogOptions): Logger {
+  return pino({ level: opts.level, base: { service: 'registry-edge' } }, pino.destination({ dest: opts.dest ?? 1, sync: opts.sync }));
 }
