@@ -42,8 +42,8 @@ const READY_TIMEOUT_MS = 2_000;
 export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
   const metrics = new Metrics();
   const layout = new CacheLayout(resolve(config.cache.dir));
-  const { maxsize, fsync, sync_read_max: syncReadMax } = config.cache;
-  const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax }, {
+  const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
+  const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);
@@ -145,6 +145,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       tls?.stopWatching();
       await Promise.all([...servers.map((s) => closeServer(s, SHUTDOWN_GRACE_MS)), closeServer(admin, 0)]);
       await blobCache.drain();
+      store.close();
       await Promise.all([upstream.close(), tokenAgent.close()]);
     },
   };

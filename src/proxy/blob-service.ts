@@ -87,12 +87,12 @@ export class BlobService {
         const { blob } = found;
         const range = req.range ? resolveRange(req.range, blob.size) : undefined;
         if (range === 'unsatisfiable') {
-          await blob.close();
+          blob.close();
           throw unsatisfiable(blob.size);
         }
         const send: BlobBody['send'] = (dest, done) =>
           blob.sendTo(dest, range?.start ?? 0, range?.end ?? blob.size, (err) => {
-            void blob.close();
+            blob.close();
             done(err);
           });
         return { source: 'cache', size: blob.size, range, send };

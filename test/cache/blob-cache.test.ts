@@ -11,14 +11,19 @@ import { parseDigest, type Digest } from '../../src/oci/grammar.js';
 import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
 
 const dirs: string[] = [];
-after(() => dirs.forEach(removeDir));
+const stores: BlobStore[] = [];
+after(() => {
+  stores.forEach((s) => s.close());
+  dirs.forEach(removeDir);
+});
 
 async function setup(maxSize = 1 << 30): Promise<{ cache: BlobCache; layout: CacheLayout; evicted: () => number }> {
   const dir = tempDir('re-cache-');
   dirs.push(dir);
   const layout = new CacheLayout(dir);
   let evictions = 0;
-  const store = new BlobStore(layout, { maxSize, fsync: false, syncReadMax: 0.001 }, { onSizeChange: () => undefined, onEvict: () => evictions++, onSlowRead: () => undefined });
+  const store = new BlobStore(layout, { maxSize, fsync: false, syncReadMax: 0.001, openFiles: { max: 16, idleSeconds: 60 } }, { onSizeChange: () => undefined, onEvict: () => evictions++, onSlowRead: () => undefined });
+  stores.push(store);
   await store.init();
   const cache = new BlobCache(store, false, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
   return { cache, layout, evicted: () => evictions };
@@ -78,7 +83,7 @@ test('followers read while the fill lands, but never the last byte before it is 
   assert.ok(existsSync(layout.blobPath(digest)));
   const hit = await open();
   assert.equal(hit.kind, 'hit');
-  if (hit.kind === 'hit') await hit.blob.close();
+  if (hit.kind === 'hit') hit.blob.close();
 });
 
 test('a digest mismatch destroys every reader and keeps nothing', async () => {
@@ -128,7 +133,7 @@ test('least recently used blobs are evicted beyond cache.maxsize', async () => {
       return { body, size: data.length };
     });
     if (found.kind === 'fill') await found.fill.done;
-    else await found.blob.close();
+    else found.blob.close();
   }
   assert.equal(evicted(), 1);
   const [a, b, c] = blobs.map((d) => existsSync(layout.blobPath(digestOf(d))));
