@@ -2,9 +2,10 @@
 // the environment, a median, and a work directory plus the servers started in it, all
 // removed on the way out, also on failure. Each runs as its own command and from
 // `npm run bench` (bench/run.ts), which reports its medians beside the sequential rows.
+import * as net from 'node:net';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { removeDir, tempDir } from '../test/helpers/proc.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort, removeDir, startProcess, tempDir, waitFor } from '../test/helpers/proc.js';
 
 export const MiB = 1024 * 1024;
 
@@ -52,4 +53,36 @@ export function runCli(main: () => Promise<void>): void {
     console.error(err);
     process.exitCode = 1;
   });
+}
+
+const NODE_PROXY_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node-proxy.js');
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface NodeProxy {
+  readonly host: string;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/** bench/node-proxy.ts over TLS on a free port, its log in `dir`; `blobs` makes it answer blobs from that directory. */
+export async function startNodeProxy(o: { upstream: string; cert: string; key: string; dir: string; blobs?: string }): Promise<NodeProxy> {
+  const port = await freePort();
+  const args = [NODE_PROXY_JS, '--upstream', o.upstream, '--cert', o.cert, '--key', o.key, '--port', String(port), ...(o.blobs ? ['--blobs', o.blobs] : [])];
+  const p = startProcess(process.execPath, args, { logFile: path.join(o.dir, 'node-proxy.log') });
+  await waitFor(() => listening(port), { what: `node-proxy on port ${port}` }).catch(async (err: unknown) => {
+    await p.stop();
+    throw err;
+  });
+  return { host: `127.0.0.1:${port}`, pid: p.pid, stop: () => p.stop() };
 }

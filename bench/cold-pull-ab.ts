@@ -16,11 +16,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startEdge } from '../test/helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage } from '../test/helpers/image.js';
-import { fileURLToPath } from 'node:url';
-import * as net from 'node:net';
-import { freePort, removeDir, startProcess, waitFor } from '../test/helpers/proc.js';
+import { removeDir } from '../test/helpers/proc.js';
 import { startRegistry } from '../test/helpers/registry.js';
-import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, withWork } from './ab.js';
+import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, startNodeProxy, withWork } from './ab.js';
 import { makeCerts } from './certs.js';
 import { startLink } from './link.js';
 import { startNginx } from './nginx.js';
@@ -29,20 +27,6 @@ import { cpuSeconds, machineBusyMeter } from './procfs.js';
 export const COLD_KINDS = ['direct', 'nginx-proxy', 'nginx-cache', 'node-proxy', 'registry-edge', 'registry-edge-http'] as const;
 export type ColdKind = (typeof COLD_KINDS)[number];
 const isKind = (k: string): k is ColdKind => (COLD_KINDS as readonly string[]).includes(k);
-
-const NODE_PROXY_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node-proxy.js');
-
-/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export interface ColdPullAbOptions {
   rounds: number;
@@ -112,15 +96,8 @@ export function coldPullAb(o: ColdPullAbOptions): Promise<ColdPullAbKind[]> {
           const n = await startNginx({ dir, upstream: link.host, cacheBlobs: kind === 'nginx-cache', tls: certs });
           served = { host: n.host, tls: true, pids: () => n.pids(), stop: () => n.stop() };
         } else if (kind === 'node-proxy') {
-          const port = await freePort();
-          const p = startProcess(process.execPath, [NODE_PROXY_JS, '--upstream', link.url, '--cert', certs.cert, '--key', certs.key, '--port', String(port)], {
-            logFile: path.join(dir, 'node-proxy.log'),
-          });
-          served = { host: `127.0.0.1:${port}`, tls: true, pids: () => [p.pid], stop: () => p.stop() };
-          await waitFor(() => listening(port), { what: `node-proxy on port ${port}` }).catch(async (err: unknown) => {
-            await p.stop();
-            throw err;
-          });
+          const p = await startNodeProxy({ upstream: link.url, cert: certs.cert, key: certs.key, dir });
+          served = { host: p.host, tls: true, pids: () => [p.pid], stop: () => p.stop() };
         } else {
           const tls = kind === 'registry-edge';
           const e = await startEdge({

@@ -148,17 +148,19 @@ export function interleavedLines(r: RunResults): string[] {
     if (failed(i.warm)) out.push(`- warm blob and pulls: ERROR ${i.warm.error}`);
     else {
       for (const k of i.warm.cases) {
-        const [e, n] = [k.registryEdge, k.nginxCache];
+        const [e, n, f] = [k.registryEdge, k.nginxCache, k.nodeFloor];
         out.push(
           `- warm ${Math.round(r.warmBlobBytes / MiB)} MiB blob over TLS, ${streamsLabel(k.streams)}, median of ${i.warmRounds}: registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ` +
             `(CPU s per GiB: ${e.cpuPerGiB.toFixed(2)} server, ${e.clientCpuPerGiB.toFixed(2)} curl), nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s ` +
-            `(${n.cpuPerGiB.toFixed(2)}, ${n.clientCpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}`,
+            `(${n.cpuPerGiB.toFixed(2)}, ${n.clientCpuPerGiB.toFixed(2)}): ${ratio(e.mibPerSecond / n.mibPerSecond)}` +
+            (f ? `; node-floor ${f.mibPerSecond.toFixed(0)} MiB/s (${f.cpuPerGiB.toFixed(2)}, ${f.clientCpuPerGiB.toFixed(2)}): ${ratio(f.mibPerSecond / n.mibPerSecond)}` : ''),
         );
       }
       for (const p of i.warm.pulls) {
         out.push(
           `- warm pull ${p.name} (skopeo), median of ${i.warmRounds}: registry-edge ${s(p.registryEdge.seconds)} s, nginx-cache ${s(p.nginxCache.seconds)} s: ` +
-            `${ratio(p.registryEdge.seconds / p.nginxCache.seconds)} the time`,
+            `${ratio(p.registryEdge.seconds / p.nginxCache.seconds)} the time` +
+            (p.nodeFloor ? `; node-floor ${s(p.nodeFloor.seconds)} s: ${ratio(p.nodeFloor.seconds / p.nginxCache.seconds)}` : ''),
         );
       }
     }

@@ -534,14 +534,14 @@ async function measureInterleaved(edges: string[]): Promise<Interleaved | undefi
   const abLog = (line: string): void => log(`  ${line}`);
   const big = [settings.bigLayerMiB * MiB, ...Array.from({ length: settings.bigExtraLayers }, () => settings.bigExtraLayerMiB * MiB)];
   if (settings.warmAbRounds > 0) {
-    log(`interleaved: warm ${settings.bigLayerMiB} MiB blob and warm pulls, registry-edge and nginx-cache, ${settings.warmAbRounds} rounds`);
+    log(`interleaved: warm ${settings.bigLayerMiB} MiB blob and warm pulls, registry-edge, nginx-cache and node-floor, ${settings.warmAbRounds} rounds`);
     const pulls = [
       { name: 'big', layers: big },
       { name: 'many', layers: Array.from({ length: settings.manyLayers }, () => settings.manyLayerKiB * KiB) },
       { name: 'small', layers: [settings.smallLayerKiB * KiB] },
     ];
     out.warm = await attempt('interleaved warm blob and pulls', () =>
-      warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, pulls, edgeNodeArgs: [], log: abLog }),
+      warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, pulls, floor: true, edgeNodeArgs: [], log: abLog }),
     );
     if (!('error' in out.warm)) for (const line of describeWarmAb(out.warm, settings.warmAbRounds)) log(`  ${line}`);
   }

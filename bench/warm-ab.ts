@@ -8,6 +8,12 @@
 //   AB_HOLD=1 node dist/bench/warm-ab.js   (keeps both up for measuring by hand)
 //   AB_PULLS=1 node dist/bench/warm-ab.js  (also warm skopeo pulls of a 40-layer image)
 //   AB_ROUNDS=7 AB_MIB=256 AB_STREAMS=1,8 AB_EDGE_NODE_ARGS=--cpu-prof node dist/bench/warm-ab.js
+//   AB_FLOOR=0 node dist/bench/warm-ab.js  (without the node-floor contender)
+//
+// node-floor is bench/node-proxy.ts answering blobs from the edge's cache directory with
+// the edge's own file pump and nothing else: a bare Node.js https server. Against it,
+// nginx-cache shows what Node.js's TLS and HTTP cost a cache hit, and registry-edge what
+// the edge's own work per request costs.
 //
 // No link: the blob is fetched once from the centre to warm each cache, then only the
 // cache is measured. Prints each round and the medians.
@@ -17,7 +23,7 @@ import { startEdge } from '../test/helpers/edge.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile } from '../test/helpers/image.js';
 import { removeDir } from '../test/helpers/proc.js';
 import { startRegistry } from '../test/helpers/registry.js';
-import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, withWork } from './ab.js';
+import { abRounds, edgeNodeArgs, isMain, median, MiB, runCli, startNodeProxy, withWork } from './ab.js';
 import { makeCerts } from './certs.js';
 import { curlClients } from './clients.js';
 import { startNginx } from './nginx.js';
@@ -34,6 +40,8 @@ export interface WarmAbOptions {
   hold: boolean;
   /** Images (layer sizes in bytes) pulled warm with skopeo through both, each round. */
   pulls: Array<{ name: string; layers: number[] }>;
+  /** Also measure node-floor (a bare Node.js https server on the edge's blob files). */
+  floor: boolean;
   edgeNodeArgs: string[];
   log(line: string): void;
 }
@@ -54,6 +62,7 @@ export interface WarmAbPull {
   /** Median wall seconds of a warm skopeo pull (start-up included), and every round's. */
   nginxCache: { seconds: number; runs: number[] };
   registryEdge: { seconds: number; runs: number[] };
+  nodeFloor?: { seconds: number; runs: number[] };
 }
 
 export interface WarmAbCase {
@@ -62,10 +71,11 @@ export interface WarmAbCase {
   cold: boolean;
   nginxCache: WarmAbSide;
   registryEdge: WarmAbSide;
+  nodeFloor?: WarmAbSide;
 }
 
 interface Contender {
-  name: 'nginx-cache' | 'registry-edge';
+  name: 'nginx-cache' | 'registry-edge' | 'node-floor';
   url: string;
   host: string;
   pids(): number[];
@@ -115,6 +125,12 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbResult> {
       { name: 'nginx-cache', url: nginx.url, host: nginx.host, pids: () => nginx.pids() },
       { name: 'registry-edge', url: edge.url, host: edge.host, pids: () => [edge.proc.pid] },
     ];
+    if (o.floor) {
+      // Last, so the edge's warm-up has put every blob in the directory it serves from.
+      const floor = await startNodeProxy({ upstream: registry.url, cert: certs.cert, key: certs.key, dir: path.join(work, 'edge'), blobs: path.join(edge.cacheDir, 'blobs') });
+      stops.push(() => floor.stop());
+      contenders.push({ name: 'node-floor', url: `https://${floor.host}`, host: floor.host, pids: () => [floor.pid] });
+    }
     let pullDirs = 0;
     const pull = async (c: Contender, image: string): Promise<number> => {
       const dest = path.join(work, `pull-${++pullDirs}`);
@@ -201,8 +217,18 @@ export function warmAb(o: WarmAbOptions): Promise<WarmAbResult> {
       return { seconds: median(runs), runs: runs.map((x) => Number(x.toFixed(2))) };
     };
     return {
-      cases: cases.map((k) => ({ ...k, nginxCache: side('nginx-cache', k.label), registryEdge: side('registry-edge', k.label) })),
-      pulls: o.pulls.map((img) => ({ name: img.name, nginxCache: pullSide('nginx-cache', img.name), registryEdge: pullSide('registry-edge', img.name) })),
+      cases: cases.map((k) => ({
+        ...k,
+        nginxCache: side('nginx-cache', k.label),
+        registryEdge: side('registry-edge', k.label),
+        ...(o.floor ? { nodeFloor: side('node-floor', k.label) } : {}),
+      })),
+      pulls: o.pulls.map((img) => ({
+        name: img.name,
+        nginxCache: pullSide('nginx-cache', img.name),
+        registryEdge: pullSide('registry-edge', img.name),
+        ...(o.floor ? { nodeFloor: pullSide('node-floor', img.name) } : {}),
+      })),
     };
   });
 }
@@ -212,13 +238,16 @@ export function describeWarmAb(result: WarmAbResult, rounds: number): string[] {
   const pulls = result.pulls.map(
     (p) =>
       `warm pull ${p.name}, median of ${rounds}: nginx-cache ${p.nginxCache.seconds.toFixed(2)} s, registry-edge ${p.registryEdge.seconds.toFixed(2)} s ` +
-      `(${(p.registryEdge.seconds / p.nginxCache.seconds).toFixed(2)}x the time)`,
+      `(${(p.registryEdge.seconds / p.nginxCache.seconds).toFixed(2)}x the time)` +
+      (p.nodeFloor ? `, node-floor ${p.nodeFloor.seconds.toFixed(2)} s (${(p.nodeFloor.seconds / p.nginxCache.seconds).toFixed(2)}x)` : ''),
   );
+  const side = (name: string, x: WarmAbSide): string =>
+    `${name} ${x.mibPerSecond.toFixed(0)} MiB/s ${x.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${x.clientCpuPerGiB.toFixed(2)})`;
   return [...result.cases.map((k) => {
-    const [n, e] = [k.nginxCache, k.registryEdge];
+    const [n, e, f] = [k.nginxCache, k.registryEdge, k.nodeFloor];
     return (
-      `${k.label}, median of ${rounds}: nginx-cache ${n.mibPerSecond.toFixed(0)} MiB/s ${n.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${n.clientCpuPerGiB.toFixed(2)}), ` +
-      `registry-edge ${e.mibPerSecond.toFixed(0)} MiB/s ${e.cpuPerGiB.toFixed(2)} cpu-s/GiB (client ${e.clientCpuPerGiB.toFixed(2)}) (${(e.mibPerSecond / n.mibPerSecond).toFixed(2)}x the throughput)`
+      `${k.label}, median of ${rounds}: ${side('nginx-cache', n)}, ${side('registry-edge', e)} (${(e.mibPerSecond / n.mibPerSecond).toFixed(2)}x the throughput)` +
+      (f ? `, ${side('node-floor', f)} (${(f.mibPerSecond / n.mibPerSecond).toFixed(2)}x)` : '')
     );
   }), ...pulls];
 }
@@ -233,6 +262,7 @@ if (isMain(import.meta.url)) {
       cold: process.env['AB_COLD'] === '1',
       hold: process.env['AB_HOLD'] === '1',
       pulls: process.env['AB_PULLS'] === '1' ? [{ name: 'many', layers: Array.from({ length: 40 }, () => 256 * 1024) }] : [],
+      floor: process.env['AB_FLOOR'] !== '0',
       edgeNodeArgs: edgeNodeArgs(),
       log: (line) => console.log(line),
     });
