@@ -88,6 +88,7 @@ ${cachePath}
     ssl_certificate ${opts.tls.cert};
     ssl_certificate_key ${opts.tls.key};
     ssl_session_cache shared:SSL:10m;
+    ssl_protocols TLSv1.2 TLSv1.3;
 
     client_max_body_size 0;
     chunked_transfer_encoding on;
