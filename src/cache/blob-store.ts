@@ -134,6 +134,8 @@ export class BlobStore {
   /** Moves a verified fill into place and indexes it (which may evict older blobs). */
   async commit(digest: Digest, tempPath: string, size: number): Promise<void> {
     await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
+    // The path names a new file now: let go of a kept descriptor of the one it replaced, so its space comes back.
+    this.files.drop(digest.value);
     this.index.set(digest.value, size);
     this.report();
   }
