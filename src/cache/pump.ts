@@ -119,7 +119,17 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
     });
   };
 
-  const readNow = (length: number, s: SyncReads): void => {
+  /** A read into `buf` came back with `n` bytes: send them on, or fail the copy if the file ended before `upTo`. */
+  const deliver = (buf: Buffer, n: number, upTo: number): void => {
+    if (n === 0) {
+      giveBuffer(buf);
+      return fail(new ShortFileError(position, upTo));
+    }
+    write(n === buf.length ? buf : buf.subarray(0, n), buf);
+    step();
+  };
+
+  const readNow = (length: number, upTo: number, s: SyncReads): void => {
     const buf = takeBuffer();
     const begun = process.hrtime.bigint();
     let n: number;
@@ -133,12 +143,7 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
       sync = undefined;
       s.onSlow();
     }
-    if (n === 0) {
-      giveBuffer(buf);
-      return fail(new ShortFileError(position, position + length));
-    }
-    write(n === buf.length ? buf : buf.subarray(0, n), buf);
-    step();
+    deliver(buf, n, upTo);
   };
 
   const step = (): void => {
@@ -162,7 +167,7 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
     if (position >= upTo) return;
     if (feed.growing() && upTo - position < PUMP_CHUNK) return;
     const length = Math.min(PUMP_CHUNK, upTo - position);
-    if (sync !== undefined && !feed.growing()) return readNow(length, sync);
+    if (sync !== undefined && !feed.growing()) return readNow(length, upTo, sync);
     reading = true;
     const buf = takeBuffer();
     read(feed.fd, buf, 0, length, position, (err, n) => {
@@ -173,9 +178,7 @@ export function pump(feed: Feed, start: number, dest: Writable, done: (err: Erro
         return;
       }
       if (err) return fail(err);
-      if (n === 0) return fail(new ShortFileError(position, upTo));
-      write(n === buf.length ? buf : buf.subarray(0, n), buf);
-      step();
+      deliver(buf, n, upTo);
     });
   };
 
