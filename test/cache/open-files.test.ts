@@ -21,20 +21,21 @@ function readAll(fd: number, size: number): string {
   return buf.toString();
 }
 
-function files(t: { after(fn: () => void): void }, names: string[]): string[] {
+/** Files named `names` holding "bytes of <name>" in a temp directory removed after the test, by name. */
+function files<N extends string>(t: { after(fn: () => void): void }, names: readonly N[]): Record<N, string> {
   const dir = tempDir('re-open-files-');
   t.after(() => removeDir(dir));
-  return names.map((name) => {
-    const file = path.join(dir, name);
-    writeFileSync(file, `bytes of ${name}`);
-    return file;
-  });
+  const out = {} as Record<N, string>;
+  for (const name of names) {
+    out[name] = path.join(dir, name);
+    writeFileSync(out[name], `bytes of ${name}`);
+  }
+  return out;
 }
 
 for (const how of ['openNow', 'openLater'] as const) {
   test(`${how}: a second open of a key reuses the descriptor, which stays open while idle`, async (t) => {
-    const [a] = files(t, ['a']);
-    assert.ok(a);
+    const { a } = files(t, ['a']);
     const cache = new OpenFiles({ max: 4, idleSeconds: 60 });
     t.after(() => cache.close());
     const first = await cache[how]('a', a);
@@ -51,8 +52,7 @@ for (const how of ['openNow', 'openLater'] as const) {
 }
 
 test('a dropped key is closed at once when idle, and on its last release when in use', async (t) => {
-  const [a, b] = files(t, ['a', 'b']);
-  assert.ok(a && b);
+  const { a, b } = files(t, ['a', 'b']);
   const cache = new OpenFiles({ max: 4, idleSeconds: 60 });
   t.after(() => cache.close());
   const idle = cache.openNow('a', a);
@@ -77,8 +77,7 @@ test('a dropped key is closed at once when idle, and on its last release when in
 });
 
 test('beyond max the least recently used idle descriptor is closed', async (t) => {
-  const [a, b, c] = files(t, ['a', 'b', 'c']);
-  assert.ok(a && b && c);
+  const { a, b, c } = files(t, ['a', 'b', 'c']);
   const cache = new OpenFiles({ max: 2, idleSeconds: 60 });
   t.after(() => cache.close());
   const fa = cache.openNow('a', a);
@@ -93,8 +92,7 @@ test('beyond max the least recently used idle descriptor is closed', async (t) =
 });
 
 test('an idle descriptor is closed after idleSeconds', async (t) => {
-  const [a] = files(t, ['a']);
-  assert.ok(a);
+  const { a } = files(t, ['a']);
   const cache = new OpenFiles({ max: 4, idleSeconds: 0.05 });
   t.after(() => cache.close());
   const f = cache.openNow('a', a);
@@ -103,8 +101,7 @@ test('an idle descriptor is closed after idleSeconds', async (t) => {
 });
 
 test('max 0: every open has its own descriptor, closed on release', async (t) => {
-  const [a] = files(t, ['a']);
-  assert.ok(a);
+  const { a } = files(t, ['a']);
   const cache = new OpenFiles({ max: 0, idleSeconds: 60 });
   t.after(() => cache.close());
   const one = cache.openNow('a', a);
@@ -117,8 +114,7 @@ test('max 0: every open has its own descriptor, closed on release', async (t) =>
 });
 
 test('close() closes the idle descriptors', async (t) => {
-  const [a] = files(t, ['a']);
-  assert.ok(a);
+  const { a } = files(t, ['a']);
   const cache = new OpenFiles({ max: 4, idleSeconds: 60 });
   const f = cache.openNow('a', a);
   f.release();
@@ -127,8 +123,7 @@ test('close() closes the idle descriptors', async (t) => {
 });
 
 test('a missing file throws, and nothing is cached for it', async (t) => {
-  const [a] = files(t, ['a']);
-  assert.ok(a);
+  const { a } = files(t, ['a']);
   const cache = new OpenFiles({ max: 4, idleSeconds: 60 });
   t.after(() => cache.close());
   assert.throws(() => cache.openNow('x', `${a}.missing`), { code: 'ENOENT' });
