@@ -136,6 +136,10 @@ async function run(argv: readonly string[]): Promise<void> {
     return;
   }
   const [sub, ...subRest] = rest;
+  if (command === 'config' && (sub === '--help' || sub === '-h')) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
   const action =
     command === 'serve' ? { args: rest, takesConfig: true, run: serve }
     : command === 'config' && sub === 'check' ? { args: subRest, takesConfig: true, run: checkConfig }
