@@ -47,10 +47,12 @@ export async function checkFiles(config: Config, options: PreflightOptions): Pro
   const pending = new Set(plannedChecks(config, options).map((c) => c.key));
   const problems: string[] = [];
   const child = spawn(process.execPath, [CHILD], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const closed = new Promise<number | null>((resolveClosed, reject) => {
-    child.once('error', reject);
+  const closed = new Promise<number | null | Error>((resolveClosed) => {
+    child.once('error', resolveClosed);
     child.once('close', resolveClosed);
   });
+  // A child that died before reading its input is reported below, by the keys it never answered.
+  child.stdin.on('error', () => undefined);
   child.stdin.end(JSON.stringify({ config, options } satisfies ChildInput));
   createInterface({ input: child.stdout }).on('line', (line) => {
     const done = JSON.parse(line) as CheckDone;
@@ -64,6 +66,7 @@ export async function checkFiles(config: Config, options: PreflightOptions): Pro
   });
   try {
     const outcome = await Promise.race([closed, expired]);
+    if (outcome instanceof Error) throw outcome;
     if (outcome === 'expired') {
       child.kill('SIGKILL');
       for (const key of pending) problems.push(`${key}: no answer from the filesystem within ${seconds}s (startup.timeout); is it a hung mount?`);
@@ -105,7 +108,7 @@ export async function runChecks(config: Config, options: PreflightOptions, repor
 function plannedChecks(config: Config, options: PreflightOptions): Check[] {
   const checks: Check[] = [{ key: 'cache.dir', run: () => checkCacheDir(config.cache.dir, options.keep) }];
   const { certificate, key } = config.http.tls;
-  if (certificate && key) checks.push({ key: 'http.tls', run: () => checkTlsPair(certificate, key) });
+  if (certificate && key) checks.push({ key: 'http.tls.certificate', run: () => checkTlsPair(certificate, key) });
   const { mode, token, htpasswd } = config.auth;
   if (mode === 'token') {
     checks.push({
