@@ -15,6 +15,7 @@ import { BlobStore } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
 import { ManifestStore } from './cache/manifest-store.js';
 import { ConfigError } from './config/load.js';
+import { underKey } from './config/problem.js';
 import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
 import { closeServer, listen } from './http/listen.js';
@@ -31,6 +32,7 @@ import { parseTrustedProxies } from './upstream/client-address.js';
 export interface RunningEdge {
   readonly httpAddress: string;
   readonly adminAddress: string;
+  readonly metrics: Metrics;
   /** Applies what can change without a restart: the upstream list and the TLS pair. */
   reload(config: Config): Promise<void>;
   close(): Promise<void>;
@@ -51,10 +53,10 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onEvict: () => metrics.evictions.inc(),
     onSlowRead: () => metrics.slowReads.inc(),
   });
-  await store.init();
+  await underKey('cache.dir', `cannot prepare ${layout.root}`, store.init());
   const youngGc = youngGcEvery(config.cache.fill_gc_every);
   const manifestStore = new ManifestStore(layout, config.cache.fsync);
-  await manifestStore.init();
+  await underKey('cache.dir', `cannot prepare ${layout.root}`, manifestStore.init());
   const blobCache = new BlobCache(store, config.cache.fsync, {
     onFillStart: () => metrics.fillsInFlight.inc(),
     onFillEnd: (result, digest, error) => {
@@ -92,7 +94,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   );
   const mode = config.auth.mode;
   const membership = new Membership(join(layout.root, 'membership.log'));
-  await membership.init();
+  await underKey('cache.dir', `cannot prepare ${layout.root}`, membership.init());
   const blobs = new BlobService(blobCache, upstream, mode, membership);
   const manifests = new ManifestService(
     manifestStore,
@@ -121,7 +123,9 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
 
   const serverOptions = { headersTimeout: config.http.headers_timeout * 1000, keepAliveTimeout: config.http.idle_timeout * 1000 };
   const { certificate, key } = config.http.tls;
-  const tls = certificate && key ? await TlsListener.create({ certificate, key }, serverOptions, router, log) : undefined;
+  const tls = certificate && key
+    ? await underKey('http.tls.certificate', `cannot load ${certificate} with ${key}`, TlsListener.create({ certificate, key }, serverOptions, router, log))
+    : undefined;
   const servers: Server[] = [tls?.server ?? createServer({ ...serverOptions, requestTimeout: 0 }, router)];
   if (config.http.plain_addr) servers.push(createServer({ ...serverOptions, requestTimeout: 0 }, router));
   // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
@@ -129,14 +133,16 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const admin: Server = createServer(
     createAdminHandler({ metrics, cacheDir: layout.root, upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
   );
-  const httpAddress = await listen(servers[0] as Server, config.http.addr);
-  const plainAddress = servers[1] ? await listen(servers[1], config.http.plain_addr) : undefined;
-  const adminAddress = await listen(admin, config.admin.addr);
+  const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
+  const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
+  const plainAddress = servers[1] ? await listenAs('http.plain_addr', servers[1], config.http.plain_addr) : undefined;
+  const adminAddress = await listenAs('admin.addr', admin, config.admin.addr);
   log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: upstream.urls, cacheDir: layout.root, mode }, 'registry-edge listening');
 
   return {
     httpAddress,
     adminAddress,
+    metrics,
     async reload(next: Config) {
       upstream.update(upstreamServers(next));
       if (tls) await tls.reload('reload');

@@ -63,6 +63,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.sync_read_max', type: 'duration', default: '1ms', min: 0, doc: 'Cached blobs are read on the event loop (like nginx without `aio threads`) while each 256 KiB read takes at most this (the page cache has it); after a slower read the rest of that copy uses the thread pool. 0: always the thread pool (for a slow cache disk).' },
   { path: 'cache.open_files', type: 'int', default: 256, min: 0, doc: 'Descriptors of cached blobs kept open between requests, as nginx open_file_cache max (a hit then costs no open, fstat and close); least recently used beyond it are closed. 0: open and close per request.' },
   { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
+  { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
 export interface UpstreamConfig {
@@ -118,6 +119,7 @@ export interface Config {
     readonly open_files: number;
     readonly open_files_idle: number;
   };
+  readonly startup: { readonly timeout: number };
 }
 
 /** `cache.tag_ttl` → `REGISTRY_EDGE_CACHE_TAG_TTL`, as registry:2 maps `REGISTRY_<PATH>`. */

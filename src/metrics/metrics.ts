@@ -106,6 +106,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly uncaughtErrors = new Counter({
+    name: 'registry_edge_uncaught_errors_total',
+    help: 'Errors no handler caught while serving (kind: exception, rejection); each was logged with its stack and the process kept serving. Alert on any.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
   }
