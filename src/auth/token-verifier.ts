@@ -23,8 +23,9 @@
 //      `exp` (required) and `nbf` with the leeway, `access` well-formed.
 //
 // Successful results are cached by token string until the token (or a
-// certificate of its chain) expires, so a repeated token costs a Map lookup.
+// certificate of its chain) expires, so a repeated token costs a hash lookup.
 import * as crypto from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 
 export interface TokenVerifierOptions {
   /** auth.token.issuer: the `iss` every token must carry. */
@@ -284,7 +285,6 @@ export class TokenVerifier {
   private readonly service: string;
   private readonly leewayMs: number;
   private readonly now: () => number;
-  private readonly cacheSize: number;
 
   private readonly bundle: BundleCert[] = [];
   /** fingerprint256 -> bundle certificate. */
@@ -293,9 +293,13 @@ export class TokenVerifier {
   private readonly trustedKeys = new Map<string, crypto.KeyObject>();
 
   /** Verified (or refused) x5c chains, keyed by the joined x5c strings. */
-  private readonly chains = new Map<string, ChainResult>();
-  /** Verified tokens. */
-  private readonly results = new Map<string, CachedResult>();
+  private readonly chains = new LRUCache<string, ChainResult>({ max: MAX_CHAIN_CACHE });
+  /**
+   * Verified tokens, least recently used dropped first; undefined when caching is off.
+   * Validity is checked against the verifier's own clock on every hit, not lru-cache's
+   * TTL, so a clock that moves back (nbf) is honoured too.
+   */
+  private readonly results: LRUCache<string, CachedResult> | undefined;
 
   constructor(opts: TokenVerifierOptions) {
     if (typeof opts.issuer !== 'string' || opts.issuer === '') throw new Error('token verifier: issuer is required');
@@ -308,7 +312,7 @@ export class TokenVerifier {
     this.now = opts.now ?? Date.now;
     const size = opts.cacheSize ?? 10_000;
     if (!Number.isInteger(size) || size < 0) throw new Error('token verifier: cacheSize must be an integer >= 0');
-    this.cacheSize = size;
+    this.results = size > 0 ? new LRUCache<string, CachedResult>({ max: size }) : undefined;
 
     for (const cert of parseBundle(opts.rootCertBundlePem)) {
       const entry: BundleCert = { cert, ...certDates(cert) };
@@ -323,7 +327,7 @@ export class TokenVerifier {
 
   /** Number of verified tokens currently remembered. */
   get cachedTokens(): number {
-    return this.results.size;
+    return this.results?.size ?? 0;
   }
 
   /** Verifies a token (the part after "Bearer "). Never throws. */
@@ -334,10 +338,10 @@ export class TokenVerifier {
     } catch (err) {
       return fail(`clock failed: ${(err as Error).message}`);
     }
-    const hit = this.results.get(token);
+    const hit = this.results?.get(token);
     if (hit !== undefined) {
       if (now >= hit.from && now <= hit.until) return hit.result;
-      this.results.delete(token);
+      this.results?.delete(token);
     }
     try {
       return this.verifyUncached(token, now);
@@ -431,23 +435,12 @@ export class TokenVerifier {
     if (access === undefined) return fail('malformed: access is not an array of {type, name, actions}');
 
     const result = deepFreeze({ ok: true, subject: sub, access, expiresAt: exp * 1000 });
-    this.remember(token, {
+    this.results?.set(token, {
       result,
       from: Math.max(nbfLimit, keyed.notBefore),
       until: Math.min(expLimit, keyed.notAfter),
     });
     return result;
-  }
-
-  private remember(token: string, entry: CachedResult): void {
-    if (this.cacheSize === 0) return;
-    while (this.results.size >= this.cacheSize) {
-      // Oldest first (Map keeps insertion order).
-      const oldest = this.results.keys().next();
-      if (oldest.done === true) break;
-      this.results.delete(oldest.value);
-    }
-    this.results.set(token, entry);
   }
 
   /** The signing key named by the header, with the time window in which it may be used. */
@@ -505,10 +498,6 @@ export class TokenVerifier {
     const cached = this.chains.get(cacheKey);
     if (cached !== undefined) return cached;
     const result = this.verifyChain(x5c);
-    if (this.chains.size >= MAX_CHAIN_CACHE) {
-      const oldest = this.chains.keys().next();
-      if (oldest.done !== true) this.chains.delete(oldest.value);
-    }
     this.chains.set(cacheKey, result);
     return result;
   }
