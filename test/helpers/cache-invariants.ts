@@ -29,8 +29,14 @@ function filesUnder(dir: string): string[] {
   return out;
 }
 
-/** Hashes every committed blob against its name and lists what is left in tmp/. */
-export async function cacheProblems(cacheDir: string): Promise<CacheProblems> {
+/**
+ * Hashes every committed blob against its name and lists what is left in tmp/. A fill
+ * lets its clients finish before its fsync and rename, so tmp/ is first given up to
+ * `settleMs` to empty.
+ */
+export async function cacheProblems(cacheDir: string, settleMs = 10_000): Promise<CacheProblems> {
+  const tmp = join(cacheDir, 'tmp');
+  await waitFor(() => filesUnder(tmp).length === 0, { timeoutMs: settleMs, what: 'tmp/ to empty' }).catch(() => undefined);
   const wrongBlobs: string[] = [];
   const blobs = join(cacheDir, 'blobs');
   for (const file of filesUnder(blobs)) {
@@ -40,7 +46,7 @@ export async function cacheProblems(cacheDir: string): Promise<CacheProblems> {
       && (await hashFile(algorithm, file)) === hex;
     if (!ok) wrongBlobs.push(file);
   }
-  return { wrongBlobs, tempFiles: filesUnder(join(cacheDir, 'tmp')) };
+  return { wrongBlobs, tempFiles: filesUnder(tmp) };
 }
 
 /** Bytes of every file under `dir` (what the cache really holds on disk). */
