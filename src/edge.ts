@@ -97,7 +97,14 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const manifests = new ManifestService(
     manifestStore,
     upstream,
-    { tagTtlMs: config.cache.tag_ttl * 1000, maxStaleMs: config.cache.max_stale * 1000, maxBytes: config.cache.manifest_max_bytes, mode, membership },
+    {
+      tagTtlMs: config.cache.tag_ttl * 1000,
+      maxStaleMs: config.cache.max_stale * 1000,
+      revalidateTimeoutMs: config.cache.revalidate_timeout * 1000,
+      maxBytes: config.cache.manifest_max_bytes,
+      mode,
+      membership,
+    },
     metrics,
     log,
   );
@@ -108,6 +115,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     forward: {
       upstream,
       hostHeader: up.host_header,
+      publicUrl: config.http.host ? new URL(config.http.host) : undefined,
       tokenRealm: (ex) => (config.token.path && config.token.url ? `${ex.base}${config.token.path}` : undefined),
     },
     authorizer: await createAuthorizer(config),

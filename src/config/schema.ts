@@ -57,6 +57,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Blob cache size; least recently used blobs are evicted beyond it.' },
   { path: 'cache.tag_ttl', type: 'duration', default: '60s', min: 0, doc: 'How long a tag-to-digest mapping is served without asking the upstream (HEAD revalidation after it).' },
   { path: 'cache.max_stale', type: 'duration', default: '7d', min: 0, doc: 'How old a tag mapping may be and still be served while the upstream is unreachable or failing.' },
+  { path: 'cache.revalidate_timeout', type: 'duration', default: '5s', min: 0.001, doc: 'How long a tag revalidation (the HEAD after cache.tag_ttl) may take when a copy within cache.max_stale exists; after it the stale copy is served. Without such a copy the request waits upstream.headers_timeout.' },
   { path: 'cache.manifest_max_bytes', type: 'bytes', default: '4MiB', min: 1024, doc: 'Largest manifest accepted from the upstream (registry:2 uses 4 MiB).' },
   { path: 'cache.fsync', type: 'bool', default: true, doc: 'fsync a fill before it is committed, so a crash never leaves a torn blob.' },
   { path: 'cache.fill_gc_every', type: 'bytes', default: '8MiB', min: 0, doc: 'A minor V8 garbage collection after this many bytes received by fills, so the upstream read buffers are freed and reused before tens of MiB of them pile up (peak RSS ~15 MiB lower, fills no slower); 0: leave it to V8.' },
@@ -111,6 +112,7 @@ export interface Config {
     readonly maxsize: number;
     readonly tag_ttl: number;
     readonly max_stale: number;
+    readonly revalidate_timeout: number;
     readonly manifest_max_bytes: number;
     readonly fsync: boolean;
     readonly fill_gc_every: number;
