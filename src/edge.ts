@@ -17,7 +17,9 @@ import { ManifestStore } from './cache/manifest-store.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
-import { closeServer, listen } from './http/listen.js';
+import { ClientConnections } from './http/connections.js';
+import { DescriptorAlarm, connectionCap } from './http/descriptors.js';
+import { clientServerOptions, closeServer, listen } from './http/listen.js';
 import { createRouter } from './http/router.js';
 import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
@@ -41,6 +43,7 @@ const READY_TIMEOUT_MS = 2_000;
 
 export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
   const metrics = new Metrics();
+  const descriptors = new DescriptorAlarm(metrics.registry, log);
   const layout = new CacheLayout(resolve(config.cache.dir));
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
   const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
@@ -59,6 +62,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onFillStart: () => metrics.fillsInFlight.inc(),
     onFillEnd: (result, digest, error) => {
       metrics.fillsInFlight.dec();
+      if (error) descriptors.note(error, 'fill');
       metrics.fills.inc({ result });
       if (result === 'digest_mismatch') metrics.digestMismatches.inc({ kind: 'blob' });
       // A refused source is the upstream's answer to one client (401, 404): not a fault of the fill.
@@ -124,22 +128,35 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: up.headers_timeout * 1000 },
     manifestMaxBytes: config.cache.manifest_max_bytes,
     metrics,
+    descriptors,
     log,
   });
 
-  const serverOptions = { headersTimeout: config.http.headers_timeout * 1000, keepAliveTimeout: config.http.idle_timeout * 1000 };
+  const headersTimeoutMs = config.http.headers_timeout * 1000;
+  const bodyTimeoutMs = config.http.body_timeout * 1000;
+  const serverOptions = clientServerOptions(headersTimeoutMs, config.http.idle_timeout * 1000);
   const { certificate, key } = config.http.tls;
   const tls = certificate && key ? await TlsListener.create({ certificate, key }, serverOptions, router, log) : undefined;
-  const servers: Server[] = [tls?.server ?? createServer({ ...serverOptions, requestTimeout: 0 }, router)];
-  if (config.http.plain_addr) servers.push(createServer({ ...serverOptions, requestTimeout: 0 }, router));
-  // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
-  for (const server of servers) server.setTimeout(config.http.body_timeout * 1000);
+  const servers: Server[] = [tls?.server ?? createServer(serverOptions, router)];
+  if (config.http.plain_addr) servers.push(createServer(serverOptions, router));
+  const maxConnections = connectionCap(config.http.max_connections, { keptFiles: config.cache.open_files, upstreamSockets: up.connections * (config.upstreams.length + 1) }, log);
+  const connections = new ClientConnections({ max: maxConnections, headersTimeoutMs, bodyTimeoutMs }, metrics.registry, log);
+  for (const server of servers) {
+    // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
+    server.setTimeout(bodyTimeoutMs);
+    connections.attach(server);
+  }
   const admin: Server = createServer(
     createAdminHandler({ metrics, cacheDir: layout.root, upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
   );
   const httpAddress = await listen(servers[0] as Server, config.http.addr);
   const plainAddress = servers[1] ? await listen(servers[1], config.http.plain_addr) : undefined;
   const adminAddress = await listen(admin, config.admin.addr);
+  for (const server of [...servers, admin]) {
+    server.on('error', (err) => {
+      if (!descriptors.note(err, 'accept')) log.error({ err }, 'listener error');
+    });
+  }
   log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: upstream.urls, cacheDir: layout.root, mode }, 'registry-edge listening');
 
   return {
