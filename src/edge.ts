@@ -38,8 +38,9 @@ export interface RunningEdge {
   close(): Promise<void>;
 }
 
-const SHUTDOWN_GRACE_MS = 10_000;
 const READY_TIMEOUT_MS = 2_000;
+/** After http.shutdown_timeout, how long aborted fills get to remove their temp files before the process exits anyway. */
+const ABORT_GRACE_MS = 2_000;
 
 export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
   const metrics = new Metrics();
@@ -166,12 +167,28 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       upstream.update(upstreamServers(next));
       if (tls) await tls.reload('reload');
     },
+    /**
+     * Stops accepting and lets responses, fills and upstream requests in flight finish
+     * until http.shutdown_timeout; then cuts the connections and aborts what is left
+     * upstream, which fails the fills reading from it, so they remove their temp files.
+     */
     async close() {
+      const shutdownMs = config.http.shutdown_timeout * 1000;
       tls?.stopWatching();
-      await Promise.all([...servers.map((s) => closeServer(s, SHUTDOWN_GRACE_MS)), closeServer(admin, 0)]);
-      await blobCache.drain();
+      connections.drain();
+      const serversClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      const adminClosed = closeServer(admin, 0);
+      const calm = serversClosed.then(() => blobCache.drain()).then(() => Promise.all([upstream.close(), tokenAgent.close()]));
+      if (!(await settlesWithin(calm, shutdownMs))) {
+        log.warn({ key: 'http.shutdown_timeout', seconds: config.http.shutdown_timeout, connections: connections.open }, 'shutdown deadline reached: cutting connections and aborting fills');
+        connections.destroyAll();
+        await Promise.all([upstream.destroy(), tokenAgent.destroy()]);
+        if (!(await settlesWithin(Promise.all([serversClosed, blobCache.drain()]), ABORT_GRACE_MS))) {
+          log.warn('fills still running after they were aborted; their temp files are removed at the next start');
+        }
+      }
+      await adminClosed;
       store.close();
-      await Promise.all([upstream.close(), tokenAgent.close()]);
     },
   };
 }
@@ -195,6 +212,18 @@ async function createAuthorizer(config: Config): Promise<Authorizer> {
   });
   const realm = (base: string): string => token.realm || `${base}${config.token.path}`;
   return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: check.ttl * 1000 });
+}
+
+/** Whether `work` settled within `ms` (its outcome is the caller's to read elsewhere). */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = work.then(() => true, () => true);
+  const result = await Promise.race([settled, timeout]);
+  clearTimeout(timer);
+  return result;
 }
 
 function upstreamServers(config: Config): UpstreamServer[] {

@@ -29,6 +29,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'http.idle_timeout', type: 'duration', default: '75s', min: 1, doc: 'Keep-alive idle time of client connections.' },
   { path: 'http.body_timeout', type: 'duration', default: '900s', min: 1, doc: 'Longest pause in a request or response body before the connection is closed (nginx proxy_read_timeout).' },
   { path: 'http.max_connections', type: 'int', default: 4096, min: 1, doc: 'Client connections of all client listeners together (nginx worker_connections). Near it the longest-idle connections are closed so a new client is served; at it, with none idle, new connections are closed on arrival (a warn line every 10 s). Kept below the descriptor limit (RLIMIT_NOFILE): when it is not comfortably below, the edge warns at start and uses what fits.' },
+  { path: 'http.shutdown_timeout', type: 'duration', default: '8s', min: 0, doc: 'On SIGTERM/SIGINT: how long in-flight responses and fills may go on (nginx worker_shutdown_timeout); then connections are cut, fills aborted, their temp files removed, and the process exits 0. Keep it below the runtime\'s kill grace (docker stop: 10 s, Kubernetes: 30 s).' },
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
   { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry instances: URLs, or {url, weight, max_fails, fail_timeout, backup} as nginx server lines. Env: comma-separated URLs. Reloaded on SIGHUP.' },
   { path: 'upstream.balance', type: 'enum', default: 'ip_hash', values: ['ip_hash', 'round_robin', 'least_conn'], doc: 'How a request picks an instance. ip_hash: by client address (IPv4 /24, whole IPv6) with rendezvous hashing, so removing an instance moves only its clients.' },
@@ -88,6 +89,7 @@ export interface Config {
     readonly idle_timeout: number;
     readonly body_timeout: number;
     readonly max_connections: number;
+    readonly shutdown_timeout: number;
   };
   readonly admin: { readonly addr: string };
   readonly upstreams: readonly UpstreamConfig[];
