@@ -27,6 +27,11 @@ interface LogLine {
   using?: number;
 }
 
+function listenerOf(edge: Edge): { host: string; port: number } {
+  const i = edge.host.lastIndexOf(':');
+  return { host: edge.host.slice(0, i), port: Number(edge.host.slice(i + 1)) };
+}
+
 function errorCode(res: HttpResult): { code: unknown; detail: unknown } {
   const body = JSON.parse(res.body.toString('utf8')) as { errors?: Array<{ code?: unknown; detail?: unknown }> };
   return { code: body.errors?.[0]?.code, detail: body.errors?.[0]?.detail };
@@ -135,7 +140,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     assert.equal((await fetchBlob(blobUrl)).digest, digest, 'the blob is cached');
     const baseline = descriptors(edge.proc.pid);
 
-    const [host, port] = [edge.host.split(':')[0] ?? '127.0.0.1', Number(edge.host.split(':')[1])];
+    const { host, port } = listenerOf(edge);
     const sockets: Socket[] = [];
     try {
       for (let opened = 0; opened < 400; opened += 20) {
@@ -160,7 +165,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     const edge = await edgeWith({ REGISTRY_EDGE_HTTP_MAX_CONNECTIONS: '3' });
     shim.reset();
     const baseline = descriptors(edge.proc.pid);
-    const [host, port] = [edge.host.split(':')[0] ?? '127.0.0.1', Number(edge.host.split(':')[1])];
+    const { host, port } = listenerOf(edge);
     shim.setFault({ kind: 'delay', ms: FOREVER_MS, pathPattern: /\/tags\/list/ });
     const busy: Array<Promise<HttpResult | Error>> = [];
     // One by one: a connection that has not sent its request yet counts as idle, and may be shed near the cap.
@@ -265,7 +270,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
   test('http.headers_timeout 2s holds for a slowloris and for a connection that sends nothing', async () => {
     const edge = await edgeWith({ REGISTRY_EDGE_HTTP_HEADERS_TIMEOUT: '2s' });
     const baseline = descriptors(edge.proc.pid);
-    const [host, port] = [edge.host.split(':')[0] ?? '127.0.0.1', Number(edge.host.split(':')[1])];
+    const { host, port } = listenerOf(edge);
     const slow = connect(port, host, () => slow.write(`GET /v2/ HTTP/1.1\r\nHost: ${edge.host}\r\n`));
     const drip = setInterval(() => slow.write('X'), 300);
     const silent = connect(port, host);
