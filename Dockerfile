@@ -1,4 +1,13 @@
 # registry-edge: build the TypeScript, then ship only the runtime dependencies.
+#
+#   docker run --ulimit nofile=65536:65536 -p 5000:5000 -v edge-cache:/var/lib/registry-edge registry-edge
+#
+# Descriptors: Node raises its soft RLIMIT_NOFILE to the hard limit at start, so the hard
+# limit the runtime gives is what counts. http.max_connections (default 4096) is kept
+# below it, with a warn line at start when it does not fit; where the runtime's default
+# hard limit is low (1024 on some), pass --ulimit nofile=65536:65536 (compose:
+# `ulimits: {nofile: 65536}`). SIGTERM drains for http.shutdown_timeout (8 s) and exits 0,
+# inside `docker stop`'s 10 s.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./

@@ -18,7 +18,9 @@ import { ConfigError } from './config/load.js';
 import { underKey } from './config/problem.js';
 import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
-import { closeServer, listen } from './http/listen.js';
+import { ClientConnections } from './http/connections.js';
+import { DescriptorAlarm, connectionCap } from './http/descriptors.js';
+import { clientServerOptions, closeServer, listen } from './http/listen.js';
 import { createRouter } from './http/router.js';
 import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
@@ -38,11 +40,13 @@ export interface RunningEdge {
   close(): Promise<void>;
 }
 
-const SHUTDOWN_GRACE_MS = 10_000;
 const READY_TIMEOUT_MS = 2_000;
+/** After http.shutdown_timeout, how long aborted fills get to remove their temp files before the process exits anyway. */
+const ABORT_GRACE_MS = 2_000;
 
 export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
   const metrics = new Metrics();
+  const descriptors = new DescriptorAlarm(metrics.registry, log);
   const layout = new CacheLayout(resolve(config.cache.dir));
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
   const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
@@ -61,6 +65,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onFillStart: () => metrics.fillsInFlight.inc(),
     onFillEnd: (result, digest, error) => {
       metrics.fillsInFlight.dec();
+      if (error) descriptors.note(error, 'fill');
       metrics.fills.inc({ result });
       if (result === 'digest_mismatch') metrics.digestMismatches.inc({ kind: 'blob' });
       // A refused source is the upstream's answer to one client (401, 404): not a fault of the fill.
@@ -99,7 +104,14 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const manifests = new ManifestService(
     manifestStore,
     upstream,
-    { tagTtlMs: config.cache.tag_ttl * 1000, maxStaleMs: config.cache.max_stale * 1000, maxBytes: config.cache.manifest_max_bytes, mode, membership },
+    {
+      tagTtlMs: config.cache.tag_ttl * 1000,
+      maxStaleMs: config.cache.max_stale * 1000,
+      revalidateTimeoutMs: config.cache.revalidate_timeout * 1000,
+      maxBytes: config.cache.manifest_max_bytes,
+      mode,
+      membership,
+    },
     metrics,
     log,
   );
@@ -110,6 +122,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     forward: {
       upstream,
       hostHeader: up.host_header,
+      publicUrl: config.http.host ? new URL(config.http.host) : undefined,
       tokenRealm: (ex) => (config.token.path && config.token.url ? `${ex.base}${config.token.path}` : undefined),
     },
     authorizer: await createAuthorizer(config),
@@ -118,18 +131,26 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: up.headers_timeout * 1000 },
     manifestMaxBytes: config.cache.manifest_max_bytes,
     metrics,
+    descriptors,
     log,
   });
 
-  const serverOptions = { headersTimeout: config.http.headers_timeout * 1000, keepAliveTimeout: config.http.idle_timeout * 1000 };
+  const headersTimeoutMs = config.http.headers_timeout * 1000;
+  const bodyTimeoutMs = config.http.body_timeout * 1000;
+  const serverOptions = clientServerOptions(headersTimeoutMs, config.http.idle_timeout * 1000);
   const { certificate, key } = config.http.tls;
   const tls = certificate && key
     ? await underKey('http.tls.certificate', `cannot load ${certificate} with ${key}`, TlsListener.create({ certificate, key }, serverOptions, router, log))
     : undefined;
-  const servers: Server[] = [tls?.server ?? createServer({ ...serverOptions, requestTimeout: 0 }, router)];
-  if (config.http.plain_addr) servers.push(createServer({ ...serverOptions, requestTimeout: 0 }, router));
-  // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
-  for (const server of servers) server.setTimeout(config.http.body_timeout * 1000);
+  const servers: Server[] = [tls?.server ?? createServer(serverOptions, router)];
+  if (config.http.plain_addr) servers.push(createServer(serverOptions, router));
+  const maxConnections = connectionCap(config.http.max_connections, { keptFiles: config.cache.open_files, upstreamSockets: up.connections * (config.upstreams.length + 1) }, log);
+  const connections = new ClientConnections({ max: maxConnections, headersTimeoutMs, bodyTimeoutMs }, metrics.registry, log);
+  for (const server of servers) {
+    // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
+    server.setTimeout(bodyTimeoutMs);
+    connections.attach(server);
+  }
   const admin: Server = createServer(
     createAdminHandler({ metrics, cacheDir: layout.root, upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
   );
@@ -137,6 +158,11 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
   const plainAddress = servers[1] ? await listenAs('http.plain_addr', servers[1], config.http.plain_addr) : undefined;
   const adminAddress = await listenAs('admin.addr', admin, config.admin.addr);
+  for (const server of [...servers, admin]) {
+    server.on('error', (err) => {
+      if (!descriptors.note(err, 'accept')) log.error({ err }, 'listener error');
+    });
+  }
   log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: upstream.urls, cacheDir: layout.root, mode }, 'registry-edge listening');
 
   return {
@@ -147,12 +173,28 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       upstream.update(upstreamServers(next));
       if (tls) await tls.reload('reload');
     },
+    /**
+     * Stops accepting and lets responses, fills and upstream requests in flight finish
+     * until http.shutdown_timeout; then cuts the connections and aborts what is left
+     * upstream, which fails the fills reading from it, so they remove their temp files.
+     */
     async close() {
+      const shutdownMs = config.http.shutdown_timeout * 1000;
       tls?.stopWatching();
-      await Promise.all([...servers.map((s) => closeServer(s, SHUTDOWN_GRACE_MS)), closeServer(admin, 0)]);
-      await blobCache.drain();
+      connections.drain();
+      const serversClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      const adminClosed = closeServer(admin, 0);
+      const calm = serversClosed.then(() => blobCache.drain()).then(() => Promise.all([upstream.close(), tokenAgent.close()]));
+      if (!(await settlesWithin(calm, shutdownMs))) {
+        log.warn({ key: 'http.shutdown_timeout', seconds: config.http.shutdown_timeout, connections: connections.open }, 'shutdown deadline reached: cutting connections and aborting fills');
+        connections.destroyAll();
+        await Promise.all([upstream.destroy(), tokenAgent.destroy()]);
+        if (!(await settlesWithin(Promise.all([serversClosed, blobCache.drain()]), ABORT_GRACE_MS))) {
+          log.warn('fills still running after they were aborted; their temp files are removed at the next start');
+        }
+      }
+      await adminClosed;
       store.close();
-      await Promise.all([upstream.close(), tokenAgent.close()]);
     },
   };
 }
@@ -176,6 +218,18 @@ async function createAuthorizer(config: Config): Promise<Authorizer> {
   });
   const realm = (base: string): string => token.realm || `${base}${config.token.path}`;
   return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: check.ttl * 1000 });
+}
+
+/** Whether `work` settled within `ms` (its outcome is the caller's to read elsewhere). */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = work.then(() => true, () => true);
+  const result = await Promise.race([settled, timeout]);
+  clearTimeout(timer);
+  return result;
 }
 
 function upstreamServers(config: Config): UpstreamServer[] {

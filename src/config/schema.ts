@@ -25,9 +25,11 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'http.tls.key', type: 'string', default: '', doc: 'PEM private key for http.tls.certificate.' },
   { path: 'http.plain_addr', type: 'addr', optional: true, default: '', doc: 'Optional second listener speaking plain HTTP (in-cluster clients); empty: off.' },
   { path: 'http.trusted_proxies', type: 'strings', default: [], doc: 'Peers (IPs or CIDRs) whose X-Forwarded-For / X-Real-IP are believed (LVS/F5 in front); others are taken by their socket address.' },
-  { path: 'http.headers_timeout', type: 'duration', default: '60s', min: 1, doc: 'Time a client has to send its request headers.' },
+  { path: 'http.headers_timeout', type: 'duration', default: '60s', min: 1, doc: 'Time a client has to send its request headers (nginx client_header_timeout); also the time a new connection may stay silent and a TLS handshake may take.' },
   { path: 'http.idle_timeout', type: 'duration', default: '75s', min: 1, doc: 'Keep-alive idle time of client connections.' },
   { path: 'http.body_timeout', type: 'duration', default: '900s', min: 1, doc: 'Longest pause in a request or response body before the connection is closed (nginx proxy_read_timeout).' },
+  { path: 'http.max_connections', type: 'int', default: 4096, min: 1, doc: 'Client connections of all client listeners together (nginx worker_connections). Near it the longest-idle connections are closed so a new client is served; at it, with none idle, new connections are closed on arrival (a warn line every 10 s). Kept below the descriptor limit (RLIMIT_NOFILE): when it is not comfortably below, the edge warns at start and uses what fits.' },
+  { path: 'http.shutdown_timeout', type: 'duration', default: '8s', min: 0, doc: 'On SIGTERM/SIGINT: how long in-flight responses and fills may go on (nginx worker_shutdown_timeout); then connections are cut, fills aborted, their temp files removed, and the process exits 0. Keep it below the runtime\'s kill grace (docker stop: 10 s, Kubernetes: 30 s).' },
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
   { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry instances: URLs, or {url, weight, max_fails, fail_timeout, backup} as nginx server lines. Env: comma-separated URLs. Reloaded on SIGHUP.' },
   { path: 'upstream.balance', type: 'enum', default: 'ip_hash', values: ['ip_hash', 'round_robin', 'least_conn'], doc: 'How a request picks an instance. ip_hash: by client address (IPv4 /24, whole IPv6) with rendezvous hashing, so removing an instance moves only its clients.' },
@@ -57,6 +59,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Blob cache size; least recently used blobs are evicted beyond it.' },
   { path: 'cache.tag_ttl', type: 'duration', default: '60s', min: 0, doc: 'How long a tag-to-digest mapping is served without asking the upstream (HEAD revalidation after it).' },
   { path: 'cache.max_stale', type: 'duration', default: '7d', min: 0, doc: 'How old a tag mapping may be and still be served while the upstream is unreachable or failing.' },
+  { path: 'cache.revalidate_timeout', type: 'duration', default: '5s', min: 0.001, doc: 'How long a tag revalidation (the HEAD after cache.tag_ttl) may take when a copy within cache.max_stale exists; after it the stale copy is served. Without such a copy the request waits upstream.headers_timeout.' },
   { path: 'cache.manifest_max_bytes', type: 'bytes', default: '4MiB', min: 1024, doc: 'Largest manifest accepted from the upstream (registry:2 uses 4 MiB).' },
   { path: 'cache.fsync', type: 'bool', default: true, doc: 'fsync a fill before it is committed, so a crash never leaves a torn blob.' },
   { path: 'cache.fill_gc_every', type: 'bytes', default: '8MiB', min: 0, doc: 'A minor V8 garbage collection after this many bytes received by fills, so the upstream read buffers are freed and reused before tens of MiB of them pile up (peak RSS ~15 MiB lower, fills no slower); 0: leave it to V8.' },
@@ -86,6 +89,8 @@ export interface Config {
     readonly headers_timeout: number;
     readonly idle_timeout: number;
     readonly body_timeout: number;
+    readonly max_connections: number;
+    readonly shutdown_timeout: number;
   };
   readonly admin: { readonly addr: string };
   readonly upstreams: readonly UpstreamConfig[];
@@ -112,6 +117,7 @@ export interface Config {
     readonly maxsize: number;
     readonly tag_ttl: number;
     readonly max_stale: number;
+    readonly revalidate_timeout: number;
     readonly manifest_max_bytes: number;
     readonly fsync: boolean;
     readonly fill_gc_every: number;

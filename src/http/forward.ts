@@ -16,6 +16,11 @@ export interface ForwardSettings {
   readonly upstream: UpstreamClient;
   /** 'client': send the client's Host upstream (nginx `proxy_set_header Host $host`). */
   readonly hostHeader: 'upstream' | 'client';
+  /**
+   * http.host, when set: the authority for X-Forwarded-Host/Proto, so the upstream builds
+   * its URLs on the public name and nothing of the client's Host reaches what it writes.
+   */
+  readonly publicUrl: URL | undefined;
   /** Absolute URL of the edge's token route, when one is configured. */
   readonly tokenRealm: (ex: Exchange) => string | undefined;
 }
@@ -42,11 +47,15 @@ function requestHeaders(ex: Exchange, settings: ForwardSettings, auth: UpstreamA
   const incoming = ex.req.headers['x-forwarded-for'];
   out['x-forwarded-for'] = incoming ? `${Array.isArray(incoming) ? incoming.join(', ') : incoming}, ${peer}` : peer;
   out['x-real-ip'] = ex.client;
-  out['x-forwarded-proto'] = ex.secure ? 'https' : 'http';
   const host = ex.req.headers.host;
-  if (host) {
-    out['x-forwarded-host'] = host;
-    if (settings.hostHeader === 'client') out.host = host;
+  if (host && settings.hostHeader === 'client') out.host = host;
+  const { publicUrl } = settings;
+  if (publicUrl) {
+    out['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
+    out['x-forwarded-host'] = publicUrl.host;
+  } else {
+    out['x-forwarded-proto'] = ex.secure ? 'https' : 'http';
+    if (host) out['x-forwarded-host'] = host;
   }
   return out;
 }
@@ -57,8 +66,9 @@ function responseHeaders(ex: Exchange, res: UpstreamResponse, settings: ForwardS
     if (value === undefined || DROP_RESPONSE.has(name)) continue;
     out[name] = value;
   }
-  if (typeof out.location === 'string') out.location = rewriteLocation(out.location, res.instance, ex.base);
-  if (typeof out.link === 'string') out.link = rewriteLink(out.link, res.instance, ex.base);
+  const clientHost = ex.req.headers.host;
+  if (typeof out.location === 'string') out.location = rewriteLocation(out.location, res.instance, ex.base, clientHost);
+  if (typeof out.link === 'string') out.link = rewriteLink(out.link, res.instance, ex.base, clientHost);
   const realm = settings.tokenRealm(ex);
   const challenge = out['www-authenticate'];
   if (realm && challenge !== undefined) {

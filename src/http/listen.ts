@@ -1,6 +1,26 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+/** Options of the client listeners' servers (plain and TLS). */
+export interface ClientServerOptions {
+  readonly headersTimeout: number;
+  readonly keepAliveTimeout: number;
+  /** Node checks header timeouts this often (30 s by default, which let a 5 s headers_timeout close a slowloris after ~30 s). */
+  readonly connectionsCheckingInterval: number;
+  /** Off: a request's whole duration is bounded by http.body_timeout between bytes, not in total (pushes of large layers). */
+  readonly requestTimeout: 0;
+}
+
+export function clientServerOptions(headersTimeoutMs: number, idleTimeoutMs: number): ClientServerOptions {
+  return {
+    headersTimeout: headersTimeoutMs,
+    keepAliveTimeout: idleTimeoutMs,
+    // Within a second (and within half the timeout) of when it is due.
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeoutMs / 2)),
+    requestTimeout: 0,
+  };
+}
+
 /** Splits `host:port` / `[v6]:port` (validated by the config loader). */
 export function splitAddr(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(':');

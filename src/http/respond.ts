@@ -6,6 +6,19 @@ import { UpstreamAnswer } from '../proxy/upstream-answer.js';
 
 export const API_VERSION_HEADER = ['docker-distribution-api-version', 'registry/2.0'] as const;
 
+/**
+ * The OCI error a failure is on the wire: a RegistryError as it is; an upstream body that
+ * stalled past upstream.body_timeout before the edge could answer, a gateway timeout;
+ * anything else a bare 500 (the log has the cause).
+ */
+export function toWire(err: unknown): RegistryError {
+  if (isRegistryError(err)) return err;
+  if ((err as { code?: unknown } | undefined)?.code === 'UND_ERR_BODY_TIMEOUT') {
+    return new RegistryError('UNAVAILABLE', 'upstream did not answer in time', { timeout: 'upstream.body_timeout' }, 504);
+  }
+  return new RegistryError('UNAVAILABLE', 'internal error', undefined, 500);
+}
+
 /** Writes any error as the client should see it; internal errors become a bare 500 (the log has the cause). */
 export function sendError(res: ServerResponse, err: unknown): void {
   if (res.headersSent) {
@@ -18,7 +31,7 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.end(err.body);
     return;
   }
-  const wire = isRegistryError(err) ? err : new RegistryError('UNAVAILABLE', 'internal error', undefined, 500);
+  const wire = toWire(err);
   const body = JSON.stringify(wire.toJSON());
   const headers: Record<string, string | number> = {
     ...wire.headers,

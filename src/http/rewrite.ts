@@ -18,9 +18,10 @@ export function publicBase(configured: string, secure: boolean, hostHeader: stri
 /**
  * A URL from the upstream (absolute or relative) as the client must see it: on the
  * edge's base. Upload URLs also carry the instance key, so every PATCH and PUT of the
- * upload goes back to the instance that holds its state.
+ * upload goes back to the instance that holds its state. A URL on the client's own Host
+ * (an upstream that built it from Host) is the edge's too, and moves to the base.
  */
-export function rewriteLocation(location: string, instance: Instance, base: string): string {
+export function rewriteLocation(location: string, instance: Instance, base: string, clientHost?: string): string {
   let url: URL;
   try {
     url = new URL(location, instance.origin + instance.basePath + '/');
@@ -29,7 +30,8 @@ export function rewriteLocation(location: string, instance: Instance, base: stri
   }
   // registry:2 builds URLs from X-Forwarded-Proto/Host, so they may already name the edge.
   // Redirects anywhere else (object storage) are the client's to follow as they are.
-  if (url.origin !== instance.origin && url.origin !== new URL(base).origin) return location;
+  const ours = url.origin === instance.origin || url.origin === new URL(base).origin || (clientHost !== undefined && url.host === clientHost.toLowerCase());
+  if (!ours) return location;
   let path = url.pathname;
   if (instance.basePath && path.startsWith(instance.basePath + '/')) path = path.slice(instance.basePath.length);
   // The query is kept byte for byte (registry:2's _state is signed): the pin is appended, not re-serialized.
@@ -38,10 +40,10 @@ export function rewriteLocation(location: string, instance: Instance, base: stri
 }
 
 /** `<url>; rel="next"` entries whose URL names the upstream, moved to the edge. */
-export function rewriteLink(link: string, instance: Instance, base: string): string {
+export function rewriteLink(link: string, instance: Instance, base: string, clientHost?: string): string {
   return link.replace(/<([^>]*)>/g, (whole, target: string) => {
     if (!/^https?:\/\//i.test(target)) return whole;
-    return `<${rewriteLocation(target, instance, base)}>`;
+    return `<${rewriteLocation(target, instance, base, clientHost)}>`;
   });
 }
 

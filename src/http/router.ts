@@ -17,6 +17,7 @@ import type { Authorizer } from '../auth/authorizer.js';
 import { asClient, pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
 import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
 import { getBlob, headBlob } from './blobs.js';
+import type { DescriptorAlarm } from './descriptors.js';
 import type { Exchange } from './exchange.js';
 import { forward, type ForwardSettings } from './forward.js';
 import { pushManifest, serveManifest } from './manifests.js';
@@ -34,6 +35,7 @@ export interface RouterDeps {
   readonly token: { readonly path: string; readonly url: string; readonly dispatcher: Dispatcher; readonly timeoutMs: number };
   readonly manifestMaxBytes: number;
   readonly metrics: Metrics;
+  readonly descriptors: DescriptorAlarm;
   readonly log: Logger;
 }
 
@@ -137,6 +139,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
         client: ex.client,
         completed,
       };
+      if (ex.error) deps.descriptors.note(ex.error, 'request');
       if (ex.error && !(ex.error instanceof RegistryError) && !(ex.error instanceof UpstreamAnswer)) {
         log.warn({ ...entry, err: ex.error }, 'request failed');
       } else {

@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, resolve } from 'node:path';
 import { DEFAULT_CIPHERS, createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from '../log/logger.js';
+import type { ClientServerOptions } from './listen.js';
 
 export interface TlsFiles {
   readonly certificate: string;
@@ -51,13 +52,14 @@ export class TlsListener {
 
   static async create(
     files: TlsFiles,
-    serverOptions: { headersTimeout: number; keepAliveTimeout: number },
+    serverOptions: ClientServerOptions,
     handler: (req: IncomingMessage, res: ServerResponse) => void,
     log: Logger,
   ): Promise<TlsListener> {
     const pair = await loadPair(files);
     const server = createServer(
-      { ...pair, ALPNProtocols: ['http/1.1'], requestTimeout: 0, ...serverOptions },
+      // A handshake is bounded as the request headers after it are (http.headers_timeout), not by TLS's 120 s default.
+      { ...pair, ALPNProtocols: ['http/1.1'], handshakeTimeout: serverOptions.headersTimeout, ...serverOptions },
       handler,
     );
     const listener = new TlsListener(server, files, log);

@@ -34,7 +34,9 @@ export async function forwardToken(ex: Exchange, tokenUrl: string, dispatcher: D
       bodyTimeout: timeoutMs,
     });
   } catch (err) {
-    throw new RegistryError('UNAVAILABLE', 'token service unreachable', { cause: (err as Error).message }, 502);
+    const timedOut = (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
+    const message = timedOut ? 'token service did not answer in time' : 'token service unreachable';
+    throw new RegistryError('UNAVAILABLE', message, { cause: (err as Error).message }, timedOut ? 504 : 502);
   }
   const out: Record<string, string | string[]> = {};
   for (const name of FORWARDED_RESPONSE) {

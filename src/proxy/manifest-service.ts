@@ -39,6 +39,8 @@ export interface ManifestRequest {
 export interface ManifestPolicy {
   readonly tagTtlMs: number;
   readonly maxStaleMs: number;
+  /** Deadline of a revalidation that has a copy within maxStale to fall back on. */
+  readonly revalidateTimeoutMs: number;
   readonly maxBytes: number;
   readonly mode: AuthMode;
   readonly membership: Membership;
@@ -132,9 +134,11 @@ export class ManifestService {
   }
 
   private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest): Promise<ManifestResult> {
+    // A copy that may still be served is not held back for the whole upstream.headers_timeout.
+    const servable = this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
     let res: UpstreamResponse;
     try {
-      res = await this.fetch(req, 'HEAD', tag);
+      res = await this.fetch(req, 'HEAD', tag, servable ? this.policy.revalidateTimeoutMs : undefined);
     } catch (err) {
       return this.stale(req, tag, mapping, stored, err);
     }
@@ -175,12 +179,13 @@ export class ManifestService {
     return { manifest, source: 'miss' };
   }
 
-  private async fetch(req: ManifestRequest, method: 'GET' | 'HEAD', reference: string): Promise<UpstreamResponse> {
+  private async fetch(req: ManifestRequest, method: 'GET' | 'HEAD', reference: string, deadlineMs?: number): Promise<UpstreamResponse> {
     return this.upstream.request({
       method,
       path: `/v2/${req.name}/manifests/${reference}`,
       headers: { accept: req.acceptHeader ?? ALL_MANIFEST_TYPES },
       auth: upstreamAuth(this.policy.mode, pullScope(req.name), req.authorization),
+      deadlineMs,
     });
   }
 

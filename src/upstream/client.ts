@@ -55,6 +55,12 @@ export interface UpstreamRequest {
   readonly instanceKey?: string | undefined;
   /** A request body streamed upstream; such requests are never retried on another instance. */
   readonly body?: Readable | undefined;
+  /**
+   * A deadline for the whole request, body included, shorter than upstream.headers_timeout
+   * (a tag revalidation with a stale copy to fall back on); past it the request is aborted
+   * and fails with a 504 RegistryError. For HEADs and other answers without a long body.
+   */
+  readonly deadlineMs?: number | undefined;
 }
 
 export interface UpstreamResponse {
@@ -77,12 +83,27 @@ export interface Instance {
   readonly pool: Pool;
 }
 
+/** One round trip of a request (the first try, the answer to a challenge, a redirect). */
+interface OneRequest {
+  readonly origin: string;
+  readonly path: string;
+  readonly method: string;
+  readonly headers: Record<string, string>;
+  readonly body?: Readable | undefined;
+  readonly signal: AbortSignal | undefined;
+}
+
 /** Requests the edge makes on its own behalf say so; forwarded requests carry the client's User-Agent. */
 const USER_AGENT = 'registry-edge/0.1';
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Gateway answers from an instance (or a balancer in front of it): an idempotent request tries the next one. */
 const NEXT_UPSTREAM = new Set([502, 503, 504]);
 const IDEMPOTENT = new Set(['GET', 'HEAD']);
+
+/** The instance took longer than upstream.headers_timeout to answer. */
+function isHeadersTimeout(err: unknown): boolean {
+  return (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
+}
 
 /** Errors where the request never reached the upstream application, so trying another instance is safe. */
 function isConnectError(err: unknown): boolean {
@@ -194,13 +215,23 @@ export class UpstreamClient {
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     let lastError: unknown;
     const candidates = this.candidates(req);
+    const signal = req.deadlineMs === undefined ? undefined : AbortSignal.timeout(req.deadlineMs);
     for (const [i, instance] of candidates.entries()) {
       this.balancer.acquire(instance.url);
       let res: UpstreamResponse;
       try {
-        res = await this.requestInstance(instance, req);
+        res = await this.requestInstance(instance, req, signal);
       } catch (err) {
         this.balancer.release(instance.url);
+        if (signal?.aborted) {
+          throw new RegistryError('UNAVAILABLE', 'upstream did not answer in time', { upstream: instance.label, deadlineMs: req.deadlineMs }, 504);
+        }
+        if (isHeadersTimeout(err)) {
+          // Not tried on the next instance: the client has already waited the whole timeout (a gateway timeout, as nginx's 504).
+          this.balancer.reportFailure(instance.url);
+          this.log.warn({ upstream: instance.label, method: req.method, path: req.path, timeoutSeconds: this.opts.headersTimeoutMs / 1000 }, 'upstream sent no headers within upstream.headers_timeout');
+          throw new RegistryError('UNAVAILABLE', 'upstream did not answer in time', { upstream: instance.label, timeout: 'upstream.headers_timeout' }, 504);
+        }
         if (!isConnectError(err)) throw err;
         this.balancer.reportFailure(instance.url);
         lastError = err;
@@ -221,7 +252,7 @@ export class UpstreamClient {
     throw new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { cause: (lastError as Error | undefined)?.message });
   }
 
-  private async requestInstance(instance: Instance, req: UpstreamRequest): Promise<UpstreamResponse> {
+  private async requestInstance(instance: Instance, req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...req.headers };
     if (req.auth?.kind === 'client') headers.authorization = req.auth.header;
     if (req.auth?.kind === 'edge') {
@@ -229,12 +260,12 @@ export class UpstreamClient {
       if (token) headers.authorization = `Bearer ${token}`;
     }
     const path = instance.basePath + req.path;
-    let res = await this.send(instance.pool, instance, instance.origin, path, req.method, headers, req.body);
+    let res = await this.send(instance.pool, instance, { origin: instance.origin, path, method: req.method, headers, body: req.body, signal });
     if (res.statusCode === 401 && req.auth?.kind === 'edge' && !req.body) {
       const authorization = await this.answerChallenge(res.headers['www-authenticate'], req.auth.scope);
       if (authorization) {
         await res.body.dump();
-        res = await this.send(instance.pool, instance, instance.origin, path, req.method, { ...headers, authorization });
+        res = await this.send(instance.pool, instance, { origin: instance.origin, path, method: req.method, headers: { ...headers, authorization }, signal });
       }
     }
     let redirects = 0;
@@ -247,22 +278,21 @@ export class UpstreamClient {
       const sameOrigin = target.origin === instance.origin;
       // Object storage signs its URLs; the registry's credentials must not go there.
       const { authorization: _dropped, ...anonymous } = headers;
-      res = await this.send(sameOrigin ? instance.pool : this.agent, instance, target.origin, target.pathname + target.search, req.method, sameOrigin ? headers : anonymous);
+      res = await this.send(sameOrigin ? instance.pool : this.agent, instance, {
+        origin: target.origin,
+        path: target.pathname + target.search,
+        method: req.method,
+        headers: sameOrigin ? headers : anonymous,
+        signal,
+      });
     }
     return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, instance };
   }
 
-  private async send(
-    dispatcher: Dispatcher,
-    instance: Instance,
-    origin: string,
-    path: string,
-    method: string,
-    headers: Record<string, string>,
-    body?: Readable,
-  ): Promise<Dispatcher.ResponseData> {
+  private async send(dispatcher: Dispatcher, instance: Instance, one: OneRequest): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
-    const res = await dispatcher.request({ origin, path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null });
+    const { origin, path, method, headers, body, signal } = one;
+    const res = await dispatcher.request({ origin, path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal });
     this.metrics.upstreamDuration.observe(
       { upstream: instance.label, method, status: `${Math.floor(res.statusCode / 100)}xx` },
       (performance.now() - started) / 1000,
@@ -311,8 +341,15 @@ export class UpstreamClient {
     }));
   }
 
+  /** Lets requests in flight finish, then closes every connection. */
   async close(): Promise<void> {
     if (this.healthTimer) clearInterval(this.healthTimer);
     await Promise.all([...[...this.instances.values()].map((i) => i.pool.close()), this.agent.close()]);
+  }
+
+  /** Aborts every request in flight (their bodies fail, so fills reading them stop) and closes every connection. */
+  async destroy(): Promise<void> {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    await Promise.all([...[...this.instances.values()].map((i) => i.pool.destroy()), this.agent.destroy()]);
   }
 }

@@ -19,6 +19,8 @@ export interface EdgeOptions {
   readonly cacheDir?: string;
   /** Node.js flags before the script (--cpu-prof, say). */
   readonly nodeArgs?: string[];
+  /** A command the edge runs under, which must exec it (so `proc.pid` is the edge's): `['prlimit', '--nofile=256:256', '--']`. */
+  readonly wrapper?: string[];
 }
 
 export interface Edge {
@@ -72,7 +74,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const configFile = path.join(opts.workDir, 'edge.yaml');
   writeFileSync(configFile, opts.configYaml ?? 'log:\n  level: info\n');
   const cacheDir = opts.cacheDir ?? path.join(opts.workDir, 'cache');
-  const proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), EDGE_BIN, 'serve', '--config', configFile], {
+  const command = [...(opts.wrapper ?? []), process.execPath, ...(opts.nodeArgs ?? []), EDGE_BIN, 'serve', '--config', configFile];
+  const proc = startProcess(command[0] as string, command.slice(1), {
     logFile: path.join(opts.workDir, `edge-${Date.now()}.log`),
     env: {
       ...process.env,

@@ -1,0 +1,335 @@
+// Faults at the HTTP edge, against the real docker-registry behind the fault shim and the
+// real edge process: SIGTERM with a stalled fill, descriptor exhaustion under prlimit,
+// a hostile or foreign Host with http.host set, slow clients and silent upstreams.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { cacheProblems, descriptors, descriptorsBackTo } from '../../helpers/cache-invariants.js';
+import { logLines, startEdge, type Edge, type EdgeOptions } from '../../helpers/edge.js';
+import { fetchBlob } from '../../helpers/fetch-blob.js';
+import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, verifyDirPull, type ImageInfo } from '../../helpers/image.js';
+import { freePort, httpRequest, removeDir, tempDir, waitFor, type HttpResult } from '../../helpers/proc.js';
+import { startRegistry, type Registry } from '../../helpers/registry.js';
+import { startShim, type Shim } from '../../helpers/shim.js';
+
+const KiB = 1024;
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+/** The shim's `delay` fault with this: an upstream that never sends headers. */
+const FOREVER_MS = 3_600_000;
+
+interface LogLine {
+  msg?: string;
+  key?: string;
+  configured?: number;
+  descriptorLimit?: number;
+  using?: number;
+}
+
+function listenerOf(edge: Edge): { host: string; port: number } {
+  const i = edge.host.lastIndexOf(':');
+  return { host: edge.host.slice(0, i), port: Number(edge.host.slice(i + 1)) };
+}
+
+function errorCode(res: HttpResult): { code: unknown; detail: unknown } {
+  const body = JSON.parse(res.body.toString('utf8')) as { errors?: Array<{ code?: unknown; detail?: unknown }> };
+  return { code: body.errors?.[0]?.code, detail: body.errors?.[0]?.detail };
+}
+
+/** A connection that sends one GET /v2/ and then stays open and idle; resolves once answered (or closed by the edge). */
+function idleConnection(host: string, port: number): Promise<Socket> {
+  return new Promise((resolve) => {
+    const socket = connect(port, host, () => socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
+    let seen = '';
+    const settle = (): void => resolve(socket);
+    socket.on('data', (chunk: Buffer) => {
+      seen += chunk.toString('latin1');
+      if (seen.includes('\r\n\r\n{}')) settle();
+    });
+    socket.once('close', settle);
+    socket.on('error', () => undefined);
+  });
+}
+
+/** `work`, unless it takes longer than `ms`: then a failure naming `what` (a bound, not a speed assertion). */
+function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves when the socket is closed; `bytes` is what it received before. */
+function closedAfter(socket: Socket): Promise<{ bytes: string }> {
+  return new Promise((resolve) => {
+    let bytes = '';
+    socket.on('data', (c: Buffer) => {
+      bytes += c.toString('latin1');
+    });
+    socket.on('error', () => undefined);
+    socket.once('close', () => resolve({ bytes }));
+  });
+}
+
+describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', () => {
+  let work: string;
+  let registry: Registry;
+  let shim: Shim;
+  let image: ImageInfo;
+  const repo = 'team/http-faults';
+  const edges: Edge[] = [];
+  let blobs = 0;
+
+  const edgeWith = async (env: Record<string, string>, opts: Partial<EdgeOptions> = {}): Promise<Edge> => {
+    const edge = await startEdge({ workDir: work, upstreams: [shim.url], cacheDir: path.join(work, `cache-${edges.length}`), env, ...opts });
+    edges.push(edge);
+    return edge;
+  };
+  const newBlob = async (size: number, target = registry.url): Promise<string> => {
+    const file = path.join(work, `blob-${++blobs}.bin`);
+    await randomFile(file, size);
+    return (await pushBlob(target, repo, file)).digest;
+  };
+
+  before(async () => {
+    work = tempDir('re-faults-http-');
+    registry = await startRegistry();
+    shim = await startShim(registry.url);
+    image = await makeOciLayout(path.join(work, 'layout'), { layers: [4 * KiB], tag: 'v1' });
+    await pushImage(image.layoutDir, 'v1', `${registry.host}/${repo}:v1`);
+  });
+
+  after(async () => {
+    for (const edge of edges) await edge.stop();
+    await shim?.stop();
+    await registry?.dispose();
+    removeDir(work);
+  });
+
+  test('SIGTERM with a fill stalled at 1 byte/s: the process exits 0 by http.shutdown_timeout, the fill aborted, no temp file left', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_HTTP_SHUTDOWN_TIMEOUT: '2s' });
+    const digest = await newBlob(64 * KiB);
+    shim.reset();
+    shim.setFault({ kind: 'slow-body', pathPattern: new RegExp(`/blobs/${digest}$`), bytesPerSecond: 1 });
+    const transfer = fetchBlob(`${edge.url}/v2/${repo}/blobs/${digest}`);
+    await waitFor(async () => (await cacheProblems(edge.cacheDir)).tempFiles.length === 1 && shim.stats.blobBodyBytes > 0, { what: 'the fill to be under way' });
+    edge.proc.child.kill('SIGTERM');
+    // The deadline (2 s) plus a margin for aborting the fill on a loaded machine.
+    assert.equal(await within(edge.proc.exited, 10_000, 'the edge to exit after http.shutdown_timeout'), 0);
+    shim.setFault(null);
+    const cut = await transfer;
+    assert.equal(cut.complete, false, 'the stalled transfer was cut, not completed');
+    assert.ok(logLines<LogLine>(edge.proc.logs()).some((l) => l.msg === 'shutdown deadline reached: cutting connections and aborting fills' && l.key === 'http.shutdown_timeout'));
+    assert.deepEqual(await cacheProblems(edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
+  });
+
+  test('under prlimit --nofile=256:256, 400 idle keep-alive connections: idle ones are shed, a new client is served, descriptors come back', async () => {
+    const digest = await newBlob(256 * KiB);
+    const edge = await edgeWith(
+      { REGISTRY_EDGE_CACHE_OPEN_FILES: '16', REGISTRY_EDGE_UPSTREAM_CONNECTIONS: '8' },
+      { wrapper: ['prlimit', '--nofile=256:256', '--'] },
+    );
+    const startWarning = logLines<LogLine>(edge.proc.logs()).find((l) => l.key === 'http.max_connections' && l.descriptorLimit === 256);
+    assert.ok(startWarning, 'a warn line at start names http.max_connections and the descriptor limit');
+    assert.match(startWarning.msg ?? '', /http\.max_connections 4096 .* descriptor limit 256/);
+    const cap = startWarning.using ?? 0;
+    assert.ok(cap > 0 && cap < 256, `the cap ${cap} is below the limit`);
+    const blobUrl = `${edge.url}/v2/${repo}/blobs/${digest}`;
+    assert.equal((await fetchBlob(blobUrl)).digest, digest, 'the blob is cached');
+    const baseline = descriptors(edge.proc.pid);
+
+    const { host, port } = listenerOf(edge);
+    const sockets: Socket[] = [];
+    try {
+      for (let opened = 0; opened < 400; opened += 20) {
+        sockets.push(...(await Promise.all(Array.from({ length: 20 }, () => idleConnection(host, port)))));
+      }
+      const hit = await fetchBlob(blobUrl);
+      assert.equal(hit.status, 200);
+      assert.equal(hit.complete, true);
+      assert.equal(hit.digest, digest);
+      assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200);
+      assert.ok((await edge.metric('registry_edge_client_connections')) <= cap, 'client connections stay under the cap');
+      assert.ok((await edge.metric('registry_edge_client_connections_shed_total')) >= 400 - cap, 'idle connections were shed');
+      assert.equal(await edge.metric('registry_edge_descriptors_exhausted_total'), 0, 'the edge never ran out of descriptors');
+      await waitFor(() => logLines<LogLine>(edge.proc.logs()).some((l) => l.msg === 'http.max_connections nearly reached: closing idle keep-alive connections'), { what: 'the shedding warn line' });
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    await descriptorsBackTo(edge.proc.pid, baseline);
+  });
+
+  test('http.max_connections reached with every connection busy: a new one is closed on arrival, with a warn line', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_HTTP_MAX_CONNECTIONS: '3' });
+    shim.reset();
+    const baseline = descriptors(edge.proc.pid);
+    const { host, port } = listenerOf(edge);
+    shim.setFault({ kind: 'delay', ms: FOREVER_MS, pathPattern: /\/tags\/list/ });
+    const busy: Array<Promise<HttpResult | Error>> = [];
+    // One by one: a connection that has not sent its request yet counts as idle, and may be shed near the cap.
+    for (let n = 1; n <= 3; n++) {
+      busy.push(httpRequest(`${edge.url}/v2/${repo}/tags/list`, { timeoutMs: 60_000 }).catch((err: Error) => err));
+      await waitFor(() => shim.stats.count('GET', /\/tags\/list/) >= n, { what: `request ${n} in flight upstream` });
+    }
+    const refused = await closedAfter(connect(port, host));
+    assert.equal(refused.bytes, '', 'the fourth connection was closed without an answer');
+    assert.ok((await edge.metric('registry_edge_client_connections_refused_total')) >= 1);
+    await waitFor(() => logLines<LogLine>(edge.proc.logs()).some((l) => l.msg === 'http.max_connections reached: new connections are closed on arrival' && l.key === 'http.max_connections'), { what: 'the limit warn line' });
+    // Cutting the upstream ends the three requests (their clients get an error answer).
+    await shim.stopListening();
+    shim.setFault(null);
+    await shim.listenAgain();
+    for (const r of await Promise.all(busy)) assert.ok(!(r instanceof Error) && r.status >= 500, 'the busy requests were answered');
+    assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200, 'a new client is served once connections are free');
+    await descriptorsBackTo(edge.proc.pid, baseline);
+  });
+
+  test('http.host is the authority: a client sending Host: evil.example gets Locations on http.host, and its upload completes', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_HTTP_HOST: 'http://hub.example.internal' });
+    const evil = { host: 'evil.example' };
+    const start = await httpRequest(`${edge.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { ...evil, 'content-length': 0 } });
+    assert.equal(start.status, 202);
+    const location = String(start.headers.location);
+    assert.match(location, /^http:\/\/hub\.example\.internal\/v2\/team\/http-faults\/blobs\/uploads\/[^?]+\?.*_edge_upstream=/);
+    const data = Buffer.from('pushed under a hostile Host');
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const put = new URL(location);
+    put.searchParams.append('digest', digest);
+    const done = await httpRequest(`${edge.url}${put.pathname}${put.search}`, { method: 'PUT', headers: { ...evil, 'content-type': 'application/octet-stream' }, body: data });
+    assert.equal(done.status, 201, done.body.toString());
+    for (const res of [start, done]) assert.doesNotMatch(JSON.stringify(res.headers), /evil/);
+    assert.match(String(done.headers.location), /^http:\/\/hub\.example\.internal\//);
+    const back = await fetchBlob(`${edge.url}/v2/${repo}/blobs/${digest}`);
+    assert.equal(back.digest, digest);
+  });
+
+  test('http.host differs from the Host clients use, two instances under round_robin: chunked and monolithic pushes stay pinned and complete; skopeo pushes', async () => {
+    const storage = tempDir('re-faults-http-storage-');
+    const shared = { rootDir: storage, config: { http: { secret: 'one-secret-for-both-instances' } } };
+    const instances = [await startRegistry(shared), await startRegistry(shared)];
+    const shims = await Promise.all(instances.map((r) => startShim(r.url)));
+    try {
+      const port = await freePort();
+      const publicUrl = `http://localhost:${port}`;
+      const edge = await edgeWith(
+        { REGISTRY_EDGE_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_EDGE_HTTP_HOST: publicUrl, REGISTRY_EDGE_UPSTREAM_BALANCE: 'round_robin' },
+        { upstreams: shims.map((s) => s.url) },
+      );
+      const uploads = (s: Shim): number => s.stats.count(undefined, /\/blobs\/uploads\//);
+      const follow = (location: unknown): string => {
+        const url = new URL(String(location));
+        assert.equal(url.origin, publicUrl, 'Location is on http.host');
+        assert.ok(url.searchParams.has('_edge_upstream'), 'Location is pinned');
+        return `${edge.url}${url.pathname}${url.search}`;
+      };
+      for (const chunks of [[Buffer.alloc(40 * KiB, 1), Buffer.alloc(24 * KiB, 2)], [Buffer.alloc(8 * KiB, 3)], [Buffer.alloc(5 * KiB, 4), Buffer.alloc(7 * KiB, 5)]]) {
+        for (const s of shims) s.reset();
+        const whole = Buffer.concat(chunks);
+        const digest = `sha256:${createHash('sha256').update(whole).digest('hex')}`;
+        const started = await httpRequest(`${edge.url}/v2/team/rr/blobs/uploads/`, { method: 'POST', headers: { 'content-length': 0 } });
+        assert.equal(started.status, 202);
+        let next = follow(started.headers.location);
+        let offset = 0;
+        // One chunk: monolithic (the PUT carries the bytes); more: PATCH each, then an empty PUT.
+        const patched = chunks.length > 1 ? chunks : [];
+        for (const chunk of patched) {
+          const res = await httpRequest(next, {
+            method: 'PATCH',
+            headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}` },
+            body: chunk,
+          });
+          assert.equal(res.status, 202, res.body.toString());
+          offset += chunk.length;
+          next = follow(res.headers.location);
+        }
+        const put = new URL(next);
+        put.searchParams.append('digest', digest);
+        const body = patched.length ? Buffer.alloc(0) : whole;
+        const done = await httpRequest(put.toString(), { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body });
+        assert.equal(done.status, 201, done.body.toString());
+        const counts = shims.map(uploads).sort((a, b) => a - b);
+        assert.deepEqual(counts, [0, 2 + patched.length], 'every request of the upload reached the instance that opened it');
+        const back = await fetchBlob(`${edge.url}/v2/team/rr/blobs/${digest}`);
+        assert.equal(back.digest, digest, 'the pushed blob is readable through the edge');
+      }
+      const pushed = await makeOciLayout(path.join(work, 'layout-rr'), { layers: [64 * KiB, 16 * KiB], tag: 'rr' });
+      await pushImage(pushed.layoutDir, 'rr', `127.0.0.1:${port}/team/rr:rr`);
+      const pulled = path.join(work, 'pulled-rr');
+      const pull = await pullImage(`127.0.0.1:${port}/team/rr:rr`, pulled);
+      assert.equal(pull.code, 0, pull.stderr);
+      assert.deepEqual(await verifyDirPull(pulled, pushed), { ok: true });
+    } finally {
+      for (const s of shims) await s.stop();
+      for (const r of instances) await r.dispose();
+      removeDir(storage);
+    }
+  });
+
+  test('http.headers_timeout 2s holds for a slowloris and for a connection that sends nothing', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_HTTP_HEADERS_TIMEOUT: '2s' });
+    const baseline = descriptors(edge.proc.pid);
+    const { host, port } = listenerOf(edge);
+    const slow = connect(port, host, () => slow.write(`GET /v2/ HTTP/1.1\r\nHost: ${edge.host}\r\n`));
+    const drip = setInterval(() => slow.write('X'), 300);
+    const silent = connect(port, host);
+    try {
+      // Generous: the timeout is 2 s and the edge checks within a second of it.
+      const [slowEnd, silentEnd] = await within(Promise.all([closedAfter(slow), closedAfter(silent)]), 6_000, 'the edge to close both connections');
+      assert.match(slowEnd.bytes, /^HTTP\/1\.1 408/, 'the slowloris got 408');
+      assert.equal(silentEnd.bytes, '');
+    } finally {
+      clearInterval(drip);
+      slow.destroy();
+      silent.destroy();
+    }
+    assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200, 'a normal client is served');
+    await descriptorsBackTo(edge.proc.pid, baseline);
+  });
+
+  test('an upstream that never sends headers: blob fills, blob HEADs and manifests answer 504 UNAVAILABLE after upstream.headers_timeout', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_UPSTREAM_HEADERS_TIMEOUT: '2s', REGISTRY_EDGE_CACHE_REVALIDATE_TIMEOUT: '1s' });
+    const digest = await newBlob(32 * KiB);
+    const baseline = descriptors(edge.proc.pid);
+    shim.setFault({ kind: 'delay', ms: FOREVER_MS, pathPattern: /\/(blobs|manifests)\// });
+    try {
+      const answers = await Promise.all([
+        httpRequest(`${edge.url}/v2/${repo}/blobs/${digest}`),
+        httpRequest(`${edge.url}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' }),
+        httpRequest(`${edge.url}/v2/${repo}/manifests/v1`, { headers: { accept: OCI } }),
+        httpRequest(`${edge.url}/v2/${repo}/manifests/${image.manifestDigest}`, { headers: { accept: OCI } }),
+      ]);
+      for (const res of answers) assert.equal(res.status, 504);
+      for (const res of answers.filter((_, i) => i !== 1)) {
+        // No stale copy of the tag: the normal upstream.headers_timeout applied, not cache.revalidate_timeout.
+        assert.deepEqual(errorCode(res), { code: 'UNAVAILABLE', detail: { upstream: shim.host, timeout: 'upstream.headers_timeout' } });
+      }
+    } finally {
+      shim.setFault(null);
+    }
+    assert.deepEqual(await cacheProblems(edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
+    await descriptorsBackTo(edge.proc.pid, baseline);
+  });
+
+  test('a tag revalidation that hangs is answered from the stale copy after cache.revalidate_timeout', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_CACHE_TAG_TTL: '0s', REGISTRY_EDGE_CACHE_REVALIDATE_TIMEOUT: '1s' });
+    const url = `${edge.url}/v2/${repo}/manifests/v1`;
+    const fresh = await httpRequest(url, { headers: { accept: OCI } });
+    assert.equal(fresh.status, 200);
+    const baseline = descriptors(edge.proc.pid);
+    shim.setFault({ kind: 'delay', ms: FOREVER_MS, method: 'HEAD', pathPattern: /\/manifests\/v1$/ });
+    try {
+      // Far below upstream.headers_timeout (60 s): only the revalidation deadline can answer in time.
+      const stale = await httpRequest(url, { headers: { accept: OCI }, timeoutMs: 20_000 });
+      assert.equal(stale.status, 200);
+      assert.equal(stale.headers['docker-content-digest'], image.manifestDigest);
+      assert.ok(stale.body.equals(image.manifestBytes));
+      assert.equal(shim.stats.count('HEAD', /\/manifests\/v1$/) >= 1, true, 'the revalidation was tried');
+      assert.ok((await edge.metric('registry_edge_stale_served_total')) >= 1);
+    } finally {
+      shim.setFault(null);
+    }
+    await descriptorsBackTo(edge.proc.pid, baseline);
+  });
+});
