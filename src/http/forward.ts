@@ -113,6 +113,12 @@ export async function forward(ex: Exchange, settings: ForwardSettings, opts: For
   const method = ex.req.method ?? 'GET';
   const { target, pin } = takePin(ex.path, ex.query);
   const hasBody = method !== 'GET' && method !== 'HEAD';
+  // A client that leaves before the answer is complete takes its upstream request with it,
+  // instead of leaving it to run until the upstream timeouts.
+  const gone = new AbortController();
+  ex.res.once('close', () => {
+    if (!ex.res.writableFinished) gone.abort();
+  });
   const res = await settings.upstream.request({
     method,
     path: target,
@@ -121,6 +127,7 @@ export async function forward(ex: Exchange, settings: ForwardSettings, opts: For
     client: ex.client,
     instanceKey: pin,
     body: hasBody ? (opts.body ?? ex.req) : undefined,
+    signal: gone.signal,
   });
   if (opts.beforeReply) await opts.beforeReply(res);
   ex.cache = 'pass';

@@ -61,6 +61,8 @@ export interface UpstreamRequest {
    * and fails with a 504 RegistryError. For HEADs and other answers without a long body.
    */
   readonly deadlineMs?: number | undefined;
+  /** Aborts the request when its caller no longer wants the answer (the client went away). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface UpstreamResponse {
@@ -215,7 +217,8 @@ export class UpstreamClient {
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     let lastError: unknown;
     const candidates = this.candidates(req);
-    const signal = req.deadlineMs === undefined ? undefined : AbortSignal.timeout(req.deadlineMs);
+    const deadline = req.deadlineMs === undefined ? undefined : AbortSignal.timeout(req.deadlineMs);
+    const signal = deadline && req.signal ? AbortSignal.any([deadline, req.signal]) : (deadline ?? req.signal);
     for (const [i, instance] of candidates.entries()) {
       this.balancer.acquire(instance.url);
       let res: UpstreamResponse;
@@ -223,6 +226,7 @@ export class UpstreamClient {
         res = await this.requestInstance(instance, req, signal);
       } catch (err) {
         this.balancer.release(instance.url);
+        if (req.signal?.aborted) throw err;
         if (signal?.aborted) {
           throw new RegistryError('UNAVAILABLE', 'upstream did not answer in time', { upstream: instance.label, deadlineMs: req.deadlineMs }, 504);
         }

@@ -49,6 +49,8 @@ export interface ShimRequest {
   /** Response completed normally. */
   done: boolean;
   error?: string;
+  /** The client (the edge) closed the connection before the answer was complete. */
+  abandoned?: boolean;
 }
 
 const BLOB_PATH = /^\/v2\/.+\/blobs\/[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
@@ -200,6 +202,9 @@ export async function startShim(targetUrl: string, opts: StartShimOptions = {}):
     stats.requests.push(rec);
     res.once('finish', () => {
       rec.done = true;
+    });
+    res.once('close', () => {
+      if (!res.writableFinished) rec.abandoned = true;
     });
     const isBlobGet = method === 'GET' && BLOB_PATH.test(pathOnly(reqPath));
     const countBytes = (n: number): void => {

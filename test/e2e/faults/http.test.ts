@@ -332,4 +332,23 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     }
     await descriptorsBackTo(edge.proc.pid, baseline);
   });
+  test('a client that leaves a passed-through request before the answer takes the upstream request with it', async () => {
+    const edge = await edgeWith({});
+    assert.equal((await httpRequest(`${edge.url}/v2/${repo}/tags/list`)).status, 200);
+    const baseline = descriptors(edge.proc.pid);
+    shim.reset();
+    shim.setFault({ kind: 'delay', ms: FOREVER_MS, pathPattern: /\/tags\/list/ });
+    try {
+      const socket: Socket = connect(Number(edge.host.split(':')[1]), '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(`GET /v2/${repo}/tags/list HTTP/1.1\r\nHost: ${edge.host}\r\n\r\n`);
+      await waitFor(() => shim.stats.count('GET', /\/tags\/list/) >= 1, { what: 'the request to reach the upstream' });
+      socket.destroy();
+      // upstream.headers_timeout is 60 s: only the abort can close the upstream request within the bound.
+      await waitFor(() => shim.stats.requests.find((r) => r.path.includes('/tags/list'))?.abandoned, { timeoutMs: 10_000, what: 'the edge to close its upstream request' });
+      await descriptorsBackTo(edge.proc.pid, baseline);
+    } finally {
+      shim.setFault(null);
+    }
+  });
 });
