@@ -14,6 +14,7 @@ import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
 import { ManifestStore } from './cache/manifest-store.js';
+import { Writability } from './cache/writability.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
@@ -43,7 +44,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const metrics = new Metrics();
   const layout = new CacheLayout(resolve(config.cache.dir));
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
-  const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
+  const maxBlobSize = config.cache.max_blob_size || Math.floor(maxsize / 2);
+  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);
@@ -51,18 +53,28 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onEvict: () => metrics.evictions.inc(),
     onSlowRead: () => metrics.slowReads.inc(),
   });
-  await store.init();
+  const writability = new Writability(layout.tmp, config.cache.write_retry_interval * 1000, {
+    onChange: (writable, cause) => {
+      metrics.cacheWritable.set(writable ? 1 : 0);
+      if (writable) log.info({ cacheDir: layout.root }, 'cache writable again: caching resumed');
+      else log.warn({ cacheDir: layout.root, err: cause?.message, code: (cause as NodeJS.ErrnoException | undefined)?.code }, 'cache not writable: misses stream through uncached until a write succeeds');
+    },
+  });
+  metrics.cacheWritable.set(1);
   const youngGc = youngGcEvery(config.cache.fill_gc_every);
-  const manifestStore = new ManifestStore(layout, config.cache.fsync);
+  // Manifests first: their bytes are charged to the budget the blob index is then held to.
+  const manifestStore = new ManifestStore(layout, config.cache.fsync, writability, (bytes) => store.charge(bytes));
   await manifestStore.init();
-  const blobCache = new BlobCache(store, config.cache.fsync, {
+  await store.init();
+  const blobCache = new BlobCache(store, config.cache.fsync, writability, {
     onFillStart: () => metrics.fillsInFlight.inc(),
     onFillEnd: (result, digest, error) => {
       metrics.fillsInFlight.dec();
       metrics.fills.inc({ result });
       if (result === 'digest_mismatch') metrics.digestMismatches.inc({ kind: 'blob' });
       // A refused source is the upstream's answer to one client (401, 404): not a fault of the fill.
-      if (result !== 'committed' && result !== 'source_refused') {
+      // An uncached fill served its clients; the cache said once why it is not writable.
+      if (result !== 'committed' && result !== 'source_refused' && result !== 'write_error' && result !== 'not_kept') {
         log.warn({ result, digest: digest.value, err: error?.message }, 'blob fill failed; nothing was cached');
       }
     },
@@ -127,7 +139,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
   for (const server of servers) server.setTimeout(config.http.body_timeout * 1000);
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheDir: layout.root, upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
+    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
   );
   const httpAddress = await listen(servers[0] as Server, config.http.addr);
   const plainAddress = servers[1] ? await listen(servers[1], config.http.plain_addr) : undefined;
@@ -145,6 +157,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       tls?.stopWatching();
       await Promise.all([...servers.map((s) => closeServer(s, SHUTDOWN_GRACE_MS)), closeServer(admin, 0)]);
       await blobCache.drain();
+      writability.close();
       store.close();
       await Promise.all([upstream.close(), tokenAgent.close()]);
     },

@@ -7,26 +7,31 @@ import { after, test } from 'node:test';
 import { BlobCache } from '../../src/cache/blob-cache.js';
 import { BlobStore } from '../../src/cache/blob-store.js';
 import { CacheLayout } from '../../src/cache/layout.js';
+import { Writability } from '../../src/cache/writability.js';
 import { parseDigest, type Digest } from '../../src/oci/grammar.js';
 import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
 
 const dirs: string[] = [];
 const stores: BlobStore[] = [];
+const writabilities: Writability[] = [];
 after(() => {
   stores.forEach((s) => s.close());
+  writabilities.forEach((w) => w.close());
   dirs.forEach(removeDir);
 });
 
-async function setup(maxSize = 1 << 30): Promise<{ cache: BlobCache; layout: CacheLayout; evicted: () => number }> {
+async function setup(maxSize = 1 << 30, maxBlobSize = maxSize / 2): Promise<{ cache: BlobCache; layout: CacheLayout; evicted: () => number; writability: Writability }> {
   const dir = tempDir('re-cache-');
   dirs.push(dir);
   const layout = new CacheLayout(dir);
   let evictions = 0;
-  const store = new BlobStore(layout, { maxSize, fsync: false, syncReadMax: 0.001, openFiles: { max: 16, idleSeconds: 60 } }, { onSizeChange: () => undefined, onEvict: () => evictions++, onSlowRead: () => undefined });
+  const store = new BlobStore(layout, { maxSize, maxBlobSize, fsync: false, syncReadMax: 0.001, openFiles: { max: 16, idleSeconds: 60 } }, { onSizeChange: () => undefined, onEvict: () => evictions++, onSlowRead: () => undefined });
   stores.push(store);
   await store.init();
-  const cache = new BlobCache(store, false, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
-  return { cache, layout, evicted: () => evictions };
+  const writability = new Writability(layout.tmp, 60_000, { onChange: () => undefined });
+  writabilities.push(writability);
+  const cache = new BlobCache(store, false, writability, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
+  return { cache, layout, evicted: () => evictions, writability };
 }
 
 function digestOf(data: Buffer): Digest {
