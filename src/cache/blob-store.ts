@@ -63,6 +63,8 @@ export class BlobStore {
   private charged = 0;
   /** Bytes held for fills in progress. */
   private held = 0;
+  /** Unlinks of evicted blobs not yet done (start-up waits for them). */
+  private readonly removing = new Set<Promise<void>>();
   private readonly events: BlobStoreEvents;
   private readonly fsync: boolean;
   private readonly syncReads: SyncReads | undefined;
@@ -85,7 +87,13 @@ export class BlobStore {
         if (reason !== 'evict' && reason !== 'delete') return;
         this.files.drop(key);
         const digest = parseDigest(key);
-        if (digest) void unlink(this.layout.blobPath(digest)).catch(() => undefined);
+        if (digest) {
+          const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(
+            () => void this.removing.delete(removed),
+            () => void this.removing.delete(removed),
+          );
+          this.removing.add(removed);
+        }
         if (reason === 'evict') this.events.onEvict();
       },
     });
@@ -123,6 +131,7 @@ export class BlobStore {
     found.sort((a, b) => a.mtime - b.mtime);
     for (const f of found) this.indexBlob(f.key, f.size);
     this.makeRoom(0);
+    await Promise.all(this.removing);
     this.report();
   }
 
