@@ -64,7 +64,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.open_files', type: 'int', default: 256, min: 0, doc: 'Descriptors of cached blobs kept open between requests, as nginx open_file_cache max (a hit then costs no open, fstat and close); least recently used beyond it are closed. 0: open and close per request.' },
   { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
   { path: 'cache.max_blob_size', type: 'bytes', default: '0', min: 0, doc: 'Largest blob kept in the cache; a larger one is streamed to its clients (still verified) and not kept. 0: half of cache.maxsize. Never more than cache.maxsize.' },
-  { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, doc: 'While the cache cannot be written (disk full, read-only, I/O errors) misses stream through uncached; this often a small probe file is written under tmp/, and caching resumes when it succeeds.' },
+  { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
 ];
 
 export interface UpstreamConfig {
