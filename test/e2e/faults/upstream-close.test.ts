@@ -4,12 +4,11 @@
 // the whole edge down for blobs a little over 64 KiB: the fill must read the body from the
 // moment the answer arrives.
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheProblems, descriptors, descriptorsBackTo, type Descriptors } from '../../helpers/cache-invariants.js';
 import { fetchBlob } from '../../helpers/fetch-blob.js';
-import { pushBlob, randomFile } from '../../helpers/image.js';
 import { httpRequest } from '../../helpers/proc.js';
+import { pushRandomBlob } from '../../helpers/random-blob.js';
 import { startStack, type Stack } from '../../helpers/stack.js';
 
 const repo = 'faults/close';
@@ -17,14 +16,8 @@ const TRIES = 5;
 
 describe('an upstream answering Connection: close', () => {
   let stack: Stack;
-  let blobs = 0;
   let baseline: Descriptors;
-
-  async function newBlob(size: number): Promise<string> {
-    const file = path.join(stack.work, `blob-${++blobs}.bin`);
-    await randomFile(file, size);
-    return (await pushBlob(stack.registry.url, repo, file)).digest;
-  }
+  const newBlob = async (size: number): Promise<string> => (await pushRandomBlob(stack, repo, size)).digest;
 
   before(async () => {
     stack = await startStack('re-faults-close-');
