@@ -422,6 +422,8 @@ export class Fill extends EventEmitter {
       landed: (position) => {
         mark.position = position;
         if (this.paused && this.writer === undefined) this.resumeBody();
+        // A reader behind every chunk kept reads the file: no walk over the (up to ~6 MiB of) chunks.
+        if (position < (this.recent[0]?.offset ?? 0)) return undefined;
         for (let i = this.recent.length - 1; i >= 0; i--) {
           const r = this.recent[i];
           if (r === undefined || position >= r.offset + r.chunk.length) return undefined;

@@ -10,6 +10,7 @@ import { BlobStore } from '../../src/cache/blob-store.js';
 import { CacheLayout } from '../../src/cache/layout.js';
 import { Writability } from '../../src/cache/writability.js';
 import { parseDigest, type Digest } from '../../src/oci/grammar.js';
+import { mountTmpfs } from '../helpers/mount.js';
 import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
 
 const dirs: string[] = [];
@@ -259,4 +260,55 @@ test('at start, what is not a blob, a blob over what is kept, and the oldest bey
   const { used } = await setup(250 * 1024, 200 * 1024, dir);
   assert.deepEqual([oldest, ...kept, tooBig, junk].map(existsSync), [false, true, true, false, false]);
   assert.equal(used(), 200 * 1024);
+});
+
+test('a write that fails mid-fill: the fill streams on from memory, pausing the upstream for a reader that lags, and keeps nothing', async () => {
+  const parent = tempDir('re-cache-full-');
+  dirs.push(parent);
+  const small = await mountTmpfs(parent, 'fs', 1024 * 1024);
+  try {
+    const { cache, layout, writability } = await setup(1 << 30, 1 << 30, path.join(small.dir, 'cache'));
+    const data = randomBytes(24 * 1024 * 1024);
+    const digest = digestOf(data);
+    const source = new PassThrough({ highWaterMark: 64 * 1024 });
+    const found = await cache.lookup(digest, async () => ({ body: source, size: data.length }));
+    assert.ok(found.kind === 'fill');
+    await found.fill.ready;
+    // A reader that takes nothing until told: the fill must stop asking the upstream for more.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk));
+        void held.then(() => callback());
+      },
+    });
+    const send = found.fill.openReader(0, undefined);
+    assert.ok(send);
+    const ended = new Promise<Error | undefined>((resolve) => send(sink, resolve));
+    let offered = 0;
+    const feed = async (): Promise<void> => {
+      for (let at = 0; at < data.length; at += 64 * 1024) {
+        offered = at;
+        if (!source.write(data.subarray(at, at + 64 * 1024))) await new Promise((resolve) => source.once('drain', resolve));
+      }
+      source.end();
+    };
+    const fed = feed();
+    await waitFor(() => !writability.writable, { what: 'the full disk to fail a write' });
+    await waitFor(() => source.isPaused() && offered > 0, { what: 'the upstream reads to pause for the lagging reader' });
+    // Bounded: the upstream was paused well before the whole blob was offered.
+    assert.ok(offered < 16 * 1024 * 1024, `${offered} bytes offered before the pause`);
+    release();
+    await fed;
+    assert.equal(await ended, undefined);
+    assert.deepEqual(Buffer.concat(chunks), data);
+    await found.fill.done;
+    assert.equal((found.fill.error as { reason?: string } | undefined)?.reason, 'write_error');
+    assert.equal(existsSync(layout.blobPath(digest)), false);
+    assert.deepEqual(readdirSync(layout.tmp), []);
+  } finally {
+    await small.unmount();
+  }
 });
