@@ -244,9 +244,10 @@ export class Fill extends EventEmitter {
       src.body.destroy();
       // No write may be in flight when the file is closed and unlinked.
       await writer?.stop();
-      const failure = err instanceof FillError ? err : new FillError('write_error', (err as Error).message, err);
-      // An fsync, stat or rename that failed is the cache's failure, not the upstream's.
-      if (this.state === 'verified' && !(err instanceof FillError)) hooks.onWriteError(err as Error);
+      // Once verified, an error is an fsync, stat or rename that failed: the cache's failure, not the upstream's.
+      const cacheFailed = this.state === 'verified' && !(err instanceof FillError);
+      const failure = err instanceof FillError ? err : new FillError(cacheFailed ? 'write_error' : 'upstream_error', (err as Error).message, err);
+      if (cacheFailed) hooks.onWriteError(err as Error);
       // Verified bytes are right: readers finish them; only the cache entry is lost.
       if (this.state === 'verified') this.failure = failure;
       else this.fail(failure);
