@@ -26,8 +26,15 @@ async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean>
   }
 }
 
+/** The cache probe, or false when the disk does not answer within the timeout (a hung mount must not hang /readyz). */
+function cacheAnswers(deps: AdminDeps): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deps.readyTimeoutMs)));
+  return Promise.race([deps.cacheWritable(), late]).finally(() => clearTimeout(timer));
+}
+
 async function readiness(deps: AdminDeps): Promise<{ ready: boolean; cache: boolean; upstream: boolean }> {
-  const [cache, answers] = await Promise.all([deps.cacheWritable(), Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs)))]);
+  const [cache, answers] = await Promise.all([cacheAnswers(deps), Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs)))]);
   const upstream = answers.some(Boolean);
   return { ready: upstream, cache, upstream };
 }
