@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { fstatSync } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { finished, type Readable, type Writable } from 'node:stream';
 import type { Digest } from '../oci/grammar.js';
@@ -234,7 +235,8 @@ export class Fill extends EventEmitter {
       await writer.flush();
       if (fsync) await handle.datasync();
       // What is committed must be what is on disk, not only what was hashed.
-      const onDisk = (await handle.stat()).size;
+      // fstat of an open descriptor needs no disk: on the loop, not one more thread-pool round trip before the rename.
+      const onDisk = fstatSync(handle.fd).size;
       if (onDisk !== this.received || writer.written !== this.received) {
         throw new FillError('write_error', `the temp file holds ${onDisk} of the ${this.received} bytes hashed`);
       }

@@ -121,12 +121,14 @@ describe('disk faults: a full or read-only cache never makes a wrong or failed a
       const warns = await waitFor(() => edge.proc.logs().split('\n').filter((l) => l.includes('cache not writable')), { what: 'the unwritable warning' });
       assert.match(warns[0] ?? '', /ENOSPC/);
       assert.ok((warns[0] ?? '').includes(cacheDir), 'the warning names cache.dir');
+      // The failed fill gave its space back, so the probe (a small file under tmp/) soon
+      // succeeds: caching resumes by itself; no probe file stays behind.
+      await waitFor(async () => (await edge.metric('registry_edge_fills_in_flight')) === 0 && (await edge.metric('registry_edge_cache_writable')) === 1, { what: 'the fill to end and caching to resume' });
       assert.deepEqual(await cacheProblems(cacheDir), { wrongBlobs: [], tempFiles: [] });
       await descriptorsBackTo(edge.proc.pid, baseline);
 
-      // Space back: the probe resumes caching and the next miss is kept.
+      // With the filler gone the blob fits: the next miss is kept.
       rmSync(filler);
-      await waitFor(async () => (await edge.metric('registry_edge_cache_writable')) === 1, { what: 'caching to resume' });
       assertRight(await fetchBlob(blobUrl(edge, big.digest)), big.digest, big.size);
       await waitFor(() => existsSync(blobFile(cacheDir, big.digest)), { what: 'the blob to be committed' });
       assert.deepEqual(await cacheProblems(cacheDir), { wrongBlobs: [], tempFiles: [] });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { cacheProblems, descriptors, descriptorsBackTo, type Descriptors } from '../../helpers/cache-invariants.js';
 import { fetchBlob } from '../../helpers/fetch-blob.js';
-import { httpRequest } from '../../helpers/proc.js';
+import { httpRequest, waitFor } from '../../helpers/proc.js';
 import { pushRandomBlob } from '../../helpers/random-blob.js';
 import { startStack, type Stack } from '../../helpers/stack.js';
 
@@ -55,6 +55,8 @@ describe('an upstream answering Connection: close', () => {
       assert.equal(stack.edge.proc.running(), true, `the edge died:\n${stack.edge.proc.logs().slice(-3000)}`);
       process.kill(stack.edge.proc.pid, 0);
       assert.equal((await httpRequest(`${stack.edge.adminUrl}/healthz`)).status, 200);
+      // Clients finish once the bytes are verified; the last commit (fsync, rename) may still run.
+      await waitFor(async () => (await stack.edge.metric('registry_edge_fills_in_flight')) === 0, { what: 'the fills to be committed' });
       assert.deepEqual(await cacheProblems(stack.edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
       await descriptorsBackTo(stack.edge.proc.pid, baseline);
     });
