@@ -14,6 +14,7 @@ import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
 import { ManifestStore } from './cache/manifest-store.js';
+import { Writability } from './cache/writability.js';
 import { ConfigError } from './config/load.js';
 import { underKey } from './config/problem.js';
 import type { Config } from './config/schema.js';
@@ -49,7 +50,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const descriptors = new DescriptorAlarm(metrics.registry, log);
   const layout = new CacheLayout(resolve(config.cache.dir));
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
-  const store = new BlobStore(layout, { maxSize: maxsize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
+  const maxBlobSize = config.cache.max_blob_size || Math.floor(maxsize / 2);
+  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);
@@ -57,11 +59,20 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onEvict: () => metrics.evictions.inc(),
     onSlowRead: () => metrics.slowReads.inc(),
   });
-  await underKey('cache.dir', `cannot prepare ${layout.root}`, store.init());
+  const writability = new Writability(layout.tmp, config.cache.write_retry_interval * 1000, {
+    onChange: (writable, cause) => {
+      metrics.cacheWritable.set(writable ? 1 : 0);
+      if (writable) log.info({ cacheDir: layout.root }, 'cache writable again: caching resumed');
+      else log.warn({ cacheDir: layout.root, err: cause?.message, code: (cause as NodeJS.ErrnoException | undefined)?.code }, 'cache not writable: misses stream through uncached until a write succeeds');
+    },
+  });
+  metrics.cacheWritable.set(1);
   const youngGc = youngGcEvery(config.cache.fill_gc_every);
-  const manifestStore = new ManifestStore(layout, config.cache.fsync);
+  // Manifests first: their bytes are charged to the budget the blob index is then held to.
+  const manifestStore = new ManifestStore(layout, config.cache.fsync, writability, (bytes) => store.charge(bytes));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, manifestStore.init());
-  const blobCache = new BlobCache(store, config.cache.fsync, {
+  await underKey('cache.dir', `cannot prepare ${layout.root}`, store.init());
+  const blobCache = new BlobCache(store, config.cache.fsync, writability, {
     onFillStart: () => metrics.fillsInFlight.inc(),
     onFillEnd: (result, digest, error) => {
       metrics.fillsInFlight.dec();
@@ -69,7 +80,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       metrics.fills.inc({ result });
       if (result === 'digest_mismatch') metrics.digestMismatches.inc({ kind: 'blob' });
       // A refused source is the upstream's answer to one client (401, 404): not a fault of the fill.
-      if (result !== 'committed' && result !== 'source_refused') {
+      // An uncached fill served its clients; the cache said once why it is not writable.
+      if (result !== 'committed' && result !== 'source_refused' && result !== 'write_error' && result !== 'not_kept') {
         log.warn({ result, digest: digest.value, err: error?.message }, 'blob fill failed; nothing was cached');
       }
     },
@@ -152,7 +164,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     connections.attach(server);
   }
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheDir: layout.root, upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
+    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
   );
   const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
@@ -194,6 +206,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
         }
       }
       await adminClosed;
+      writability.close();
       store.close();
     },
   };

@@ -31,5 +31,10 @@ export async function writeFileAtomic(tempPath: string, finalPath: string, data:
     throw err;
   }
   await handle.close();
-  await commitFile(tempPath, finalPath, fsync);
+  try {
+    await commitFile(tempPath, finalPath, fsync);
+  } catch (err) {
+    await unlink(tempPath).catch(() => undefined);
+    throw err;
+  }
 }

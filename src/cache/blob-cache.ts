@@ -1,11 +1,14 @@
 /**
  * The blob cache: committed blobs (BlobStore) plus the fills in flight, at most one
  * per digest. Concurrent misses for one digest share one fill, whatever repository
- * or client asked; this is where single-flight lives.
+ * or client asked; this is where single-flight lives. While the cache cannot be
+ * written, fills stream through without a temp file (followers still share them while
+ * the fill still holds the blob's first bytes).
  */
 import type { Digest } from '../oci/grammar.js';
 import type { BlobStore, OpenBlob } from './blob-store.js';
 import { Fill, type FillFailure, type FillSource } from './fill.js';
+import type { Writability } from './writability.js';
 
 export interface BlobCacheEvents {
   onFillStart(): void;
@@ -22,10 +25,12 @@ export class BlobCache {
   private readonly inflight = new Map<string, Fill>();
   private readonly events: BlobCacheEvents;
   private readonly fsync: boolean;
+  private readonly writability: Writability;
 
-  constructor(store: BlobStore, fsync: boolean, events: BlobCacheEvents) {
+  constructor(store: BlobStore, fsync: boolean, writability: Writability, events: BlobCacheEvents) {
     this.store = store;
     this.fsync = fsync;
+    this.writability = writability;
     this.events = events;
   }
 
@@ -37,7 +42,7 @@ export class BlobCache {
     const blob = await this.store.open(digest);
     if (blob) return { kind: 'hit', blob };
     const running = this.inflight.get(digest.value);
-    if (running) {
+    if (running?.joinable) {
       this.events.onFollower();
       return { kind: 'fill', fill: running, leader: false };
     }
@@ -53,17 +58,20 @@ export class BlobCache {
     this.events.onFillStart();
     const fill = new Fill(
       digest,
-      this.store.tempPath(digest),
+      this.writability.writable ? this.store.tempPath(digest) : undefined,
       source,
       {
-        commit: (tempPath, size) => this.store.commit(digest, tempPath, size),
+        reserve: (bytes) => this.store.reserve(bytes),
+        commit: (tempPath, size, space) => this.store.commit(digest, tempPath, size, space),
+        onWriteError: (err) => this.writability.failed(err),
         onBytes: (n) => this.events.onUpstreamBytes(n),
       },
       this.fsync,
     );
+    // Replaces an uncached fill that can no longer take a reader from the start.
     this.inflight.set(digest.value, fill);
     void fill.done.then(() => {
-      this.inflight.delete(digest.value);
+      if (this.inflight.get(digest.value) === fill) this.inflight.delete(digest.value);
       const err = fill.error;
       this.events.onFillEnd((err as { reason?: FillFailure } | undefined)?.reason ?? 'committed', digest, err);
     });

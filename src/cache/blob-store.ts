@@ -1,6 +1,8 @@
 /**
- * Committed blobs on disk, indexed in memory by digest with their sizes, evicted
- * least-recently-used beyond `maxSize` bytes. Knows digests, files and sizes only.
+ * Committed blobs on disk, indexed in memory by digest with their sizes, and the disk
+ * budget of the whole cache: committed blobs, the bytes charged by other stores (the
+ * manifests) and the space held by fills in progress together stay within `maxSize`;
+ * least recently used blobs are evicted to make room. Knows digests, files and sizes only.
  */
 import type { Writable } from 'node:stream';
 import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
@@ -8,13 +10,16 @@ import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { commitFile } from './atomic-file.js';
+import type { FillSpace } from './fill.js';
 import type { CacheLayout } from './layout.js';
 import { OpenFiles, type OpenFile, type OpenFilesOptions } from './open-files.js';
 import { pumpFile, type SyncReads } from './pump.js';
 
 export interface BlobStoreOptions {
-  /** Bytes of blobs kept; the least recently used go beyond it. */
+  /** Bytes the cache may hold on disk (blobs, charged bytes, fills in progress); the least recently used blobs go beyond it. */
   maxSize: number;
+  /** Largest blob kept; larger ones are streamed to their readers and not kept. */
+  maxBlobSize: number;
   /** fsync a blob before it is renamed into place. */
   fsync: boolean;
   /** Seconds a read on the event loop may take before a copy goes to the thread pool (0: always the pool). */
@@ -24,6 +29,7 @@ export interface BlobStoreOptions {
 }
 
 export interface BlobStoreEvents {
+  /** Bytes counted against the budget (blobs, charged, held for fills) and committed blobs. */
   onSizeChange(bytes: number, count: number): void;
   onEvict(): void;
   /** A copy's read was slower than `syncReadMax`: the page cache did not have the blob. */
@@ -41,9 +47,24 @@ export interface OpenBlob {
   close(): void;
 }
 
+/** An index entry: an object, so a re-commit of a digest replaces (and disposes) the old one. */
+interface Entry {
+  readonly size: number;
+}
+
 export class BlobStore {
   private readonly layout: CacheLayout;
-  private readonly index: LRUCache<string, number>;
+  private readonly index: LRUCache<string, Entry>;
+  private readonly maxSize: number;
+  private readonly maxBlobSize: number;
+  /** Bytes of committed blobs (files on disk; the index counts an empty blob as 1). */
+  private blobBytes = 0;
+  /** Bytes other stores charged (the manifests on disk). */
+  private charged = 0;
+  /** Bytes held for fills in progress. */
+  private held = 0;
+  /** Unlinks of evicted blobs not yet done (start-up waits for them). */
+  private readonly removing = new Set<Promise<void>>();
   private readonly events: BlobStoreEvents;
   private readonly fsync: boolean;
   private readonly syncReads: SyncReads | undefined;
@@ -55,43 +76,117 @@ export class BlobStore {
     this.events = events;
     this.syncReads = options.syncReadMax > 0 ? { maxNs: options.syncReadMax * 1e9, onSlow: () => events.onSlowRead() } : undefined;
     this.files = new OpenFiles(options.openFiles);
-    this.index = new LRUCache<string, number>({
+    this.maxSize = options.maxSize;
+    this.maxBlobSize = Math.min(options.maxBlobSize, options.maxSize);
+    this.index = new LRUCache<string, Entry>({
       maxSize: options.maxSize,
-      sizeCalculation: (size) => Math.max(1, size),
-      dispose: (_size, key, reason) => {
-        // 'set' replaces an entry with itself after a re-fill; only evictions remove files.
+      sizeCalculation: (entry) => Math.max(1, entry.size),
+      dispose: (entry, key, reason) => {
+        this.blobBytes -= entry.size;
+        // 'set' replaces an entry after a re-fill of the same file; only evictions remove files.
         if (reason !== 'evict' && reason !== 'delete') return;
         this.files.drop(key);
         const digest = parseDigest(key);
-        if (digest) void unlink(this.layout.blobPath(digest)).catch(() => undefined);
+        if (digest) {
+          const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(
+            () => void this.removing.delete(removed),
+            () => void this.removing.delete(removed),
+          );
+          this.removing.add(removed);
+        }
         if (reason === 'evict') this.events.onEvict();
       },
     });
   }
 
-  /** Creates the directories, drops fills a crash left behind and indexes what is on disk, oldest first. */
+  /**
+   * Creates the directories, drops fills a crash left behind, removes what is not a blob
+   * (or is larger than what is kept) and indexes the rest, oldest first; what the budget
+   * cannot hold is evicted, so it holds after a restart. Charge other stores first.
+   */
   async init(): Promise<void> {
     await rm(this.layout.tmp, { recursive: true, force: true });
     await mkdir(this.layout.tmp, { recursive: true });
     await mkdir(this.layout.blobs, { recursive: true });
     const found: Array<{ key: string; size: number; mtime: number }> = [];
+    const stray: string[] = [];
     for (const algorithm of await readdir(this.layout.blobs)) {
-      for (const prefix of await readdir(join(this.layout.blobs, algorithm)).catch(() => [])) {
-        for (const hex of await readdir(join(this.layout.blobs, algorithm, prefix)).catch(() => [])) {
+      const algDir = join(this.layout.blobs, algorithm);
+      const prefixes = await readdir(algDir).catch(() => undefined);
+      if (!prefixes) stray.push(algDir);
+      for (const prefix of prefixes ?? []) {
+        const prefixDir = join(algDir, prefix);
+        const names = await readdir(prefixDir).catch(() => undefined);
+        if (!names) stray.push(prefixDir);
+        for (const hex of names ?? []) {
           const digest = parseDigest(`${algorithm}:${hex}`);
-          if (!digest) continue;
-          const st = await stat(this.layout.blobPath(digest)).catch(() => undefined);
-          if (st?.isFile()) found.push({ key: digest.value, size: st.size, mtime: st.mtimeMs });
+          const path = join(prefixDir, hex);
+          const st = digest && this.layout.blobPath(digest) === path ? await stat(path).catch(() => undefined) : undefined;
+          if (digest && st?.isFile() && st.size <= this.maxBlobSize) found.push({ key: digest.value, size: st.size, mtime: st.mtimeMs });
+          else stray.push(path);
         }
       }
     }
+    for (const path of stray) await rm(path, { recursive: true, force: true });
     found.sort((a, b) => a.mtime - b.mtime);
-    for (const f of found) this.index.set(f.key, f.size);
+    for (const f of found) this.indexBlob(f.key, f.size);
+    this.makeRoom(0);
+    await Promise.all(this.removing);
     this.report();
   }
 
   private report(): void {
-    this.events.onSizeChange(this.index.calculatedSize, this.index.size);
+    this.events.onSizeChange(this.used, this.index.size);
+  }
+
+  /** Bytes counted against the budget. */
+  private get used(): number {
+    return this.blobBytes + this.charged + this.held;
+  }
+
+  /** Evicts least recently used blobs until `extra` more bytes fit; false when even an empty index leaves no room. */
+  private makeRoom(extra: number): boolean {
+    while (this.used + extra > this.maxSize && this.index.size > 0) this.index.pop();
+    return this.used + extra <= this.maxSize;
+  }
+
+  private indexBlob(key: string, size: number): void {
+    const entry = { size };
+    this.index.set(key, entry);
+    if (this.index.peek(key) === entry) this.blobBytes += size;
+  }
+
+  /**
+   * Holds `bytes` of the budget for a fill, evicting to make room; undefined when the
+   * blob is larger than what is kept or the fills in progress leave no room.
+   */
+  reserve(bytes: number): FillSpace | undefined {
+    if (bytes > this.maxBlobSize || !this.makeRoom(bytes)) return undefined;
+    let mine = bytes;
+    this.held += mine;
+    this.report();
+    return {
+      grow: (to) => {
+        if (to <= mine) return true;
+        if (to > this.maxBlobSize || !this.makeRoom(to - mine)) return false;
+        this.held += to - mine;
+        mine = to;
+        this.report();
+        return true;
+      },
+      release: () => {
+        this.held -= mine;
+        mine = 0;
+        this.report();
+      },
+    };
+  }
+
+  /** Counts `bytes` another store put on disk (a manifest) against the budget. */
+  charge(bytes: number): void {
+    this.charged += bytes;
+    this.makeRoom(0);
+    this.report();
   }
 
   has(digest: Digest): boolean {
@@ -128,15 +223,17 @@ export class BlobStore {
 
   /** Size of a committed blob without opening it. */
   sizeOf(digest: Digest): number | undefined {
-    return this.index.peek(digest.value);
+    return this.index.peek(digest.value)?.size;
   }
 
-  /** Moves a verified fill into place and indexes it (which may evict older blobs). */
-  async commit(digest: Digest, tempPath: string, size: number): Promise<void> {
+  /** Moves a verified fill into place and indexes it in the space held for it (which may evict older blobs). */
+  async commit(digest: Digest, tempPath: string, size: number, space: FillSpace): Promise<void> {
     await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
     // The path names a new file now: let go of a kept descriptor of the one it replaced, so its space comes back.
     this.files.drop(digest.value);
-    this.index.set(digest.value, size);
+    space.release();
+    this.indexBlob(digest.value, size);
+    this.makeRoom(0);
     this.report();
   }
 

@@ -1,14 +1,18 @@
 /**
  * Manifests by digest (exact bytes and media type, kept forever: a digest never goes
  * stale) and the last known tag -> digest mapping with the time it was last confirmed.
- * Recent manifests and tags are also held in memory, bounded by bytes and count.
+ * Recent manifests and tags are also held in memory, bounded by bytes and count. When
+ * the disk cannot take a write, what was to be written stays in memory only and the
+ * cache is marked unwritable: a full or read-only disk never fails a request here.
+ * Manifest files count against the cache budget (charged); tag files are small metadata.
  */
-import { mkdir, readFile, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { CacheLayout } from './layout.js';
+import type { Writability } from './writability.js';
 
 export interface StoredManifest {
   readonly digest: string;
@@ -34,15 +38,43 @@ export class ManifestStore {
     sizeCalculation: (m) => m.bytes.length + m.mediaType.length + 64,
   });
   private readonly tags = new LRUCache<string, TagMapping>({ max: MEMORY_TAGS });
+  private readonly writability: Writability;
+  private readonly charge: (bytes: number) => void;
+  /** Digests whose manifest file is on disk (written once: the bytes of a digest never change). */
+  private readonly onDisk = new Set<string>();
 
-  constructor(layout: CacheLayout, fsync: boolean) {
+  /** `charge` counts the bytes of each manifest file written against the cache budget. */
+  constructor(layout: CacheLayout, fsync: boolean, writability: Writability, charge: (bytes: number) => void) {
     this.layout = layout;
     this.fsync = fsync;
+    this.writability = writability;
+    this.charge = charge;
   }
 
+  /** Creates the directories and charges the manifests on disk; files that are no manifest's are removed. */
   async init(): Promise<void> {
     await mkdir(this.layout.manifests, { recursive: true });
     await mkdir(this.layout.tags, { recursive: true });
+    let bytes = 0;
+    for (const algorithm of await readdir(this.layout.manifests)) {
+      const prefixes = await readdir(join(this.layout.manifests, algorithm)).catch(() => undefined);
+      if (!prefixes) await rm(join(this.layout.manifests, algorithm), { force: true });
+      for (const prefix of prefixes ?? []) {
+        const prefixDir = join(this.layout.manifests, algorithm, prefix);
+        for (const hex of await readdir(prefixDir).catch(() => [])) {
+          const digest = parseDigest(`${algorithm}:${hex}`);
+          const path = join(prefixDir, hex);
+          const st = digest && this.layout.manifestPath(digest) === path ? await stat(path).catch(() => undefined) : undefined;
+          if (digest && st?.isFile()) {
+            this.onDisk.add(digest.value);
+            bytes += st.size;
+          } else {
+            await rm(path, { recursive: true, force: true });
+          }
+        }
+      }
+    }
+    this.charge(bytes);
   }
 
   async get(digest: Digest): Promise<StoredManifest | undefined> {
@@ -61,13 +93,24 @@ export class ManifestStore {
     return stored;
   }
 
-  /** Stores a manifest whose bytes the caller has verified against `digest`. */
+  /** Stores a manifest whose bytes the caller has verified against `digest` (in memory only while the disk takes no writes). */
   async put(digest: Digest, mediaType: string, bytes: Buffer): Promise<StoredManifest> {
     const stored = { digest: digest.value, mediaType, bytes };
-    const path = this.layout.manifestPath(digest);
-    await mkdir(dirname(path), { recursive: true });
-    await writeFileAtomic(this.layout.tempPath('manifest'), path, Buffer.concat([Buffer.from(`${mediaType}\n`), bytes]), this.fsync);
     this.manifests.set(digest.value, stored);
+    if (this.onDisk.has(digest.value) || !this.writability.writable) return stored;
+    const path = this.layout.manifestPath(digest);
+    const file = Buffer.concat([Buffer.from(`${mediaType}\n`), bytes]);
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFileAtomic(this.layout.tempPath('manifest'), path, file, this.fsync);
+    } catch (err) {
+      this.writability.failed(err as Error);
+      return stored;
+    }
+    if (!this.onDisk.has(digest.value)) {
+      this.onDisk.add(digest.value);
+      this.charge(file.length);
+    }
     return stored;
   }
 
@@ -90,7 +133,10 @@ export class ManifestStore {
 
   async putTag(name: string, tag: string, mapping: TagMapping): Promise<void> {
     this.tags.set(`${name}:${tag}`, mapping);
-    await writeFileAtomic(this.layout.tempPath('tag'), this.layout.tagPath(name, tag), JSON.stringify({ name, tag, ...mapping }), false);
+    if (!this.writability.writable) return;
+    await writeFileAtomic(this.layout.tempPath('tag'), this.layout.tagPath(name, tag), JSON.stringify({ name, tag, ...mapping }), false).catch((err: Error) =>
+      this.writability.failed(err),
+    );
   }
 
   async deleteTag(name: string, tag: string): Promise<void> {

@@ -10,6 +10,7 @@ export class QueuedWriter {
   private readonly handle: FileHandle;
   private readonly maxQueued: number;
   private readonly onWritten: () => void;
+  private readonly onFailed: (err: Error) => void;
   private queue: Buffer[] = [];
   /** Bytes queued or being written. */
   private queued = 0;
@@ -20,11 +21,12 @@ export class QueuedWriter {
   /** Bytes from the start of the file that are written (readable), contiguous. */
   written = 0;
 
-  /** `onWritten` runs after each write, when `written` has grown. */
-  constructor(handle: FileHandle, maxQueued: number, onWritten: () => void) {
+  /** `onWritten` runs after each write, when `written` has grown; `onFailed` once, when a write failed (nothing more is written). */
+  constructor(handle: FileHandle, maxQueued: number, onWritten: () => void, onFailed: (err: Error) => void = () => undefined) {
     this.handle = handle;
     this.maxQueued = maxQueued;
     this.onWritten = onWritten;
+    this.onFailed = onFailed;
   }
 
   /**
@@ -39,9 +41,14 @@ export class QueuedWriter {
     return this.queued > this.maxQueued;
   }
 
+  /** True while the queue is within its bound. */
+  get belowBound(): boolean {
+    return this.queued <= this.maxQueued;
+  }
+
   /** Resolves once the queue is within its bound again; rejects with a write error. */
   drained(): Promise<void> {
-    return this.until(() => this.queued <= this.maxQueued);
+    return this.until(() => this.belowBound);
   }
 
   /** Resolves when every queued chunk is written; rejects with the write error if one failed. */
@@ -81,11 +88,17 @@ export class QueuedWriter {
     this.writing = true;
     this.inFlight = bytes;
     this.handle.writev(batch, this.written).then(
-      () => {
+      ({ bytesWritten }) => {
         this.writing = false;
         this.inFlight = 0;
-        this.written += bytes;
-        this.queued -= bytes;
+        this.written += bytesWritten;
+        this.queued -= bytesWritten;
+        // A short write (the disk filling up) is not success: the rest goes again, and a
+        // write that took nothing fails, as the next one would with ENOSPC.
+        if (bytesWritten < bytes) {
+          if (bytesWritten === 0) return this.failed(Object.assign(new Error(`short write: 0 of ${bytes} bytes at offset ${this.written}`), { code: 'ENOSPC' }));
+          this.queue = [...rest(batch, bytesWritten), ...this.queue];
+        }
         this.onWritten();
         this.kick();
         this.wake();
@@ -93,9 +106,29 @@ export class QueuedWriter {
       (err: Error) => {
         this.writing = false;
         this.inFlight = 0;
-        this.error = err;
-        this.wake();
+        this.failed(err);
       },
     );
   }
+
+  private failed(err: Error): void {
+    this.error = err;
+    this.onFailed(err);
+    this.wake();
+  }
+}
+
+/** What is left of `batch` after its first `skip` bytes (views, no copies). */
+function rest(batch: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  let left = skip;
+  for (const b of batch) {
+    if (left >= b.length) {
+      left -= b.length;
+      continue;
+    }
+    out.push(left > 0 ? b.subarray(left) : b);
+    left = 0;
+  }
+  return out;
 }

@@ -56,7 +56,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'auth.htpasswd.realm', type: 'string', default: 'registry-edge', doc: 'Realm of the Basic challenge for auth.htpasswd.path.' },
   { path: 'auth.check.ttl', type: 'duration', default: '60s', min: 0, doc: 'upstream-check mode: how long a yes from the upstream (per credential hash and repository) is reused; public mode with htpasswd: how long a verified password is. Refusals are never kept.' },
   { path: 'cache.dir', type: 'string', default: './data', doc: 'Cache directory (blobs, manifests, tags, temp fills on the same filesystem).' },
-  { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Blob cache size; least recently used blobs are evicted beyond it.' },
+  { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Disk budget of the cache: committed blobs, manifests and fills in progress (their announced size) together stay within it; least recently used blobs are evicted to make room. Tags and membership.log are small metadata outside it.' },
   { path: 'cache.tag_ttl', type: 'duration', default: '60s', min: 0, doc: 'How long a tag-to-digest mapping is served without asking the upstream (HEAD revalidation after it).' },
   { path: 'cache.max_stale', type: 'duration', default: '7d', min: 0, doc: 'How old a tag mapping may be and still be served while the upstream is unreachable or failing.' },
   { path: 'cache.revalidate_timeout', type: 'duration', default: '5s', min: 0.001, doc: 'How long a tag revalidation (the HEAD after cache.tag_ttl) may take when a copy within cache.max_stale exists; after it the stale copy is served. Without such a copy the request waits upstream.headers_timeout.' },
@@ -66,6 +66,8 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.sync_read_max', type: 'duration', default: '1ms', min: 0, doc: 'Cached blobs are read on the event loop (like nginx without `aio threads`) while each 256 KiB read takes at most this (the page cache has it); after a slower read the rest of that copy uses the thread pool. 0: always the thread pool (for a slow cache disk).' },
   { path: 'cache.open_files', type: 'int', default: 256, min: 0, doc: 'Descriptors of cached blobs kept open between requests, as nginx open_file_cache max (a hit then costs no open, fstat and close); least recently used beyond it are closed. 0: open and close per request.' },
   { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
+  { path: 'cache.max_blob_size', type: 'bytes', default: '0', min: 0, doc: 'Largest blob kept in the cache; a larger one is streamed to its clients (still verified) and not kept. 0: half of cache.maxsize. Never more than cache.maxsize.' },
+  { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
@@ -124,6 +126,8 @@ export interface Config {
     readonly sync_read_max: number;
     readonly open_files: number;
     readonly open_files_idle: number;
+    readonly max_blob_size: number;
+    readonly write_retry_interval: number;
   };
   readonly startup: { readonly timeout: number };
 }

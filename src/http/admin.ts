@@ -1,13 +1,16 @@
-/** The admin listener: /metrics for Prometheus, /healthz (process up), /readyz (cache writable, an upstream answering). */
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
+/**
+ * The admin listener: /metrics for Prometheus, /healthz (process up), /readyz (the edge
+ * can serve: an upstream answers; its body also says whether the cache takes writes,
+ * which does not make the edge unready: misses then stream through uncached).
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'undici';
 import type { Metrics } from '../metrics/metrics.js';
 
 export interface AdminDeps {
   readonly metrics: Metrics;
-  readonly cacheDir: string;
+  /** Probes the cache directory now: whether it takes writes. */
+  readonly cacheWritable: () => Promise<boolean>;
   readonly upstreams: () => readonly string[];
   readonly readyTimeoutMs: number;
 }
@@ -23,11 +26,17 @@ async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean>
   }
 }
 
+/** The cache probe, or false when the disk does not answer within the timeout (a hung mount must not hang /readyz). */
+function cacheAnswers(deps: AdminDeps): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deps.readyTimeoutMs)));
+  return Promise.race([deps.cacheWritable(), late]).finally(() => clearTimeout(timer));
+}
+
 async function readiness(deps: AdminDeps): Promise<{ ready: boolean; cache: boolean; upstream: boolean }> {
-  const cache = await access(deps.cacheDir, constants.W_OK).then(() => true, () => false);
-  const answers = await Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs)));
+  const [cache, answers] = await Promise.all([cacheAnswers(deps), Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs)))]);
   const upstream = answers.some(Boolean);
-  return { ready: cache && upstream, cache, upstream };
+  return { ready: upstream, cache, upstream };
 }
 
 export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {

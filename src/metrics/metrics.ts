@@ -50,7 +50,7 @@ export class Metrics {
 
   readonly fills = new Counter({
     name: 'registry_edge_fills_total',
-    help: 'Blob fills by result (committed, digest_mismatch, size_mismatch, upstream_error).',
+    help: 'Blob fills by result (committed, digest_mismatch, size_mismatch, upstream_error, source_refused; write_error: a cache write failed and the blob was streamed uncached; not_kept: streamed uncached because the cache was not writable or the blob had no room in cache.maxsize).',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
@@ -84,7 +84,13 @@ export class Metrics {
 
   readonly cacheSize = new Gauge({
     name: 'registry_edge_cache_size_bytes',
-    help: 'Bytes of committed blobs in the cache.',
+    help: 'Bytes counted against cache.maxsize: committed blobs, manifests, and the space held for fills in progress.',
+    registers: [this.registry],
+  });
+
+  readonly cacheWritable = new Gauge({
+    name: 'registry_edge_cache_writable',
+    help: '1 while the cache directory takes writes; 0 while a write failed (disk full, read-only) and misses stream through uncached.',
     registers: [this.registry],
   });
 

@@ -112,7 +112,7 @@ export class BlobService {
       if (!send) continue;
       return { source: 'fill', size, range, send };
     }
-    // Only when the blob is evicted as soon as it is committed (larger than cache.maxsize) on every round.
+    // Only when, on every round, the fill joined could no longer serve this request (an uncached fill past its first bytes, or one committed and evicted at once).
     throw new RegistryError('UNAVAILABLE', 'blob could not be read from the cache', { digest: req.digest.value });
   }
 
@@ -136,7 +136,9 @@ export class BlobService {
       followRedirects: true,
     });
     if (res.status !== 200) throw await UpstreamAnswer.from(res);
-    await this.membership.add(req.name, [req.digest.value]);
+    // Not awaited: the fill reads the body from here on (an unread body under a closing
+    // connection kills the process in undici 7, nodejs/undici#5360); the fact is in memory now.
+    void this.membership.add(req.name, [req.digest.value]);
     const length = Number(res.headers['content-length']);
     return { body: res.body, size: Number.isSafeInteger(length) && length >= 0 ? length : undefined };
   }

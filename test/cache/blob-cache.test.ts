@@ -1,32 +1,49 @@
 // The cache alone (no HTTP): fills, followers, verification, eviction.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { BlobCache } from '../../src/cache/blob-cache.js';
 import { BlobStore } from '../../src/cache/blob-store.js';
 import { CacheLayout } from '../../src/cache/layout.js';
+import { Writability } from '../../src/cache/writability.js';
 import { parseDigest, type Digest } from '../../src/oci/grammar.js';
+import { mountTmpfs } from '../helpers/mount.js';
 import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
 
 const dirs: string[] = [];
 const stores: BlobStore[] = [];
+const writabilities: Writability[] = [];
 after(() => {
   stores.forEach((s) => s.close());
+  writabilities.forEach((w) => w.close());
   dirs.forEach(removeDir);
 });
 
-async function setup(maxSize = 1 << 30): Promise<{ cache: BlobCache; layout: CacheLayout; evicted: () => number }> {
-  const dir = tempDir('re-cache-');
+interface Setup {
+  cache: BlobCache;
+  layout: CacheLayout;
+  evicted: () => number;
+  /** Bytes the store last reported against its budget. */
+  used: () => number;
+  writability: Writability;
+}
+
+async function setup(maxSize = 1 << 30, maxBlobSize = maxSize / 2, dir = tempDir('re-cache-')): Promise<Setup> {
   dirs.push(dir);
   const layout = new CacheLayout(dir);
   let evictions = 0;
-  const store = new BlobStore(layout, { maxSize, fsync: false, syncReadMax: 0.001, openFiles: { max: 16, idleSeconds: 60 } }, { onSizeChange: () => undefined, onEvict: () => evictions++, onSlowRead: () => undefined });
+  let used = 0;
+  const events = { onSizeChange: (bytes: number) => (used = bytes), onEvict: () => evictions++, onSlowRead: () => undefined };
+  const store = new BlobStore(layout, { maxSize, maxBlobSize, fsync: false, syncReadMax: 0.001, openFiles: { max: 16, idleSeconds: 60 } }, events);
   stores.push(store);
   await store.init();
-  const cache = new BlobCache(store, false, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
-  return { cache, layout, evicted: () => evictions };
+  const writability = new Writability(layout.tmp, 60_000, { onChange: () => undefined });
+  writabilities.push(writability);
+  const cache = new BlobCache(store, false, writability, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
+  return { cache, layout, evicted: () => evictions, used: () => used, writability };
 }
 
 function digestOf(data: Buffer): Digest {
@@ -166,4 +183,132 @@ test('a sha512 digest is verified with sha512', async () => {
   if (bad.kind !== 'fill') assert.fail('expected a fill');
   await bad.fill.done;
   assert.match(String(bad.fill.error), /hash to sha512:/);
+});
+
+/** A fill of `data` from a source that sends it all at once. */
+function filled(cache: BlobCache, data: Buffer): ReturnType<BlobCache['lookup']> {
+  return cache.lookup(digestOf(data), async () => {
+    const body = new PassThrough();
+    body.end(data);
+    return { body, size: data.length };
+  });
+}
+
+test('while the cache is not writable, a miss streams to the leader and a follower from memory and nothing is kept', async () => {
+  const { cache, layout, writability } = await setup();
+  writability.failed(Object.assign(new Error('read-only file system'), { code: 'EROFS' }));
+  const data = randomBytes(3 * 1024 * 1024 + 17);
+  const digest = digestOf(data);
+  const source = new PassThrough();
+  const open = (): ReturnType<BlobCache['lookup']> => cache.lookup(digest, async () => ({ body: source, size: data.length }));
+  const first = await open();
+  const second = await open();
+  assert.ok(first.kind === 'fill' && first.leader && second.kind === 'fill' && !second.leader, 'the follower shares the uncached fill');
+  await first.fill.ready;
+  const results = Promise.all([first.fill, second.fill].map((fill) => collect(fill.openReader(0, undefined))));
+  source.end(data);
+  for (const r of await results) {
+    assert.equal(r.error, undefined);
+    assert.deepEqual(r.data, data);
+  }
+  await first.fill.done;
+  assert.equal((first.fill.error as { reason?: string } | undefined)?.reason, 'not_kept');
+  assert.equal(existsSync(layout.blobPath(digest)), false);
+  assert.deepEqual(readdirSync(layout.tmp), []);
+});
+
+test('a blob larger than what is kept is streamed and not kept; fills hold budget and evict to make room', async () => {
+  const { cache, layout, evicted, used } = await setup(400 * 1024, 200 * 1024);
+  const big = randomBytes(300 * 1024);
+  const found = await filled(cache, big);
+  assert.ok(found.kind === 'fill');
+  await found.fill.ready;
+  const got = await collect(found.fill.openReader(0, undefined));
+  assert.deepEqual(got.data, big);
+  await found.fill.done;
+  assert.equal((found.fill.error as { reason?: string } | undefined)?.reason, 'not_kept');
+  assert.equal(existsSync(layout.blobPath(digestOf(big))), false);
+  assert.equal(used(), 0);
+  const blobs = [randomBytes(150 * 1024), randomBytes(150 * 1024), randomBytes(150 * 1024)];
+  for (const data of blobs) {
+    const f = await filled(cache, data);
+    if (f.kind === 'fill') await f.fill.done;
+  }
+  // The third fill's 150 KiB did not fit beside two committed ones: the oldest went when it started.
+  assert.equal(evicted(), 1);
+  assert.deepEqual(blobs.map((d) => existsSync(layout.blobPath(digestOf(d)))), [false, true, true]);
+  assert.equal(used(), 300 * 1024);
+});
+
+test('at start, what is not a blob, a blob over what is kept, and the oldest beyond the budget are removed', async () => {
+  const dir = tempDir('re-cache-init-');
+  const layout = new CacheLayout(dir);
+  const write = (data: Buffer, ageSeconds: number): string => {
+    const file = layout.blobPath(digestOf(data));
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, data);
+    const t = Date.now() / 1000 - ageSeconds;
+    utimesSync(file, t, t);
+    return file;
+  };
+  const oldest = write(randomBytes(100 * 1024), 300);
+  const kept = [write(randomBytes(100 * 1024), 200), write(randomBytes(100 * 1024), 100)];
+  const tooBig = write(randomBytes(210 * 1024), 50);
+  const junk = path.join(layout.blobs, 'sha256', 'ab', 'not-a-digest');
+  mkdirSync(path.dirname(junk), { recursive: true });
+  writeFileSync(junk, 'x');
+  const { used } = await setup(250 * 1024, 200 * 1024, dir);
+  assert.deepEqual([oldest, ...kept, tooBig, junk].map(existsSync), [false, true, true, false, false]);
+  assert.equal(used(), 200 * 1024);
+});
+
+test('a write that fails mid-fill: the fill streams on from memory, pausing the upstream for a reader that lags, and keeps nothing', async () => {
+  const parent = tempDir('re-cache-full-');
+  dirs.push(parent);
+  const small = await mountTmpfs(parent, 'fs', 1024 * 1024);
+  try {
+    const { cache, layout, writability } = await setup(1 << 30, 1 << 30, path.join(small.dir, 'cache'));
+    const data = randomBytes(24 * 1024 * 1024);
+    const digest = digestOf(data);
+    const source = new PassThrough({ highWaterMark: 64 * 1024 });
+    const found = await cache.lookup(digest, async () => ({ body: source, size: data.length }));
+    assert.ok(found.kind === 'fill');
+    await found.fill.ready;
+    // A reader that takes nothing until told: the fill must stop asking the upstream for more.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk));
+        void held.then(() => callback());
+      },
+    });
+    const send = found.fill.openReader(0, undefined);
+    assert.ok(send);
+    const ended = new Promise<Error | undefined>((resolve) => send(sink, resolve));
+    let offered = 0;
+    const feed = async (): Promise<void> => {
+      for (let at = 0; at < data.length; at += 64 * 1024) {
+        offered = at;
+        if (!source.write(data.subarray(at, at + 64 * 1024))) await new Promise((resolve) => source.once('drain', resolve));
+      }
+      source.end();
+    };
+    const fed = feed();
+    await waitFor(() => !writability.writable, { what: 'the full disk to fail a write' });
+    await waitFor(() => source.isPaused() && offered > 0, { what: 'the upstream reads to pause for the lagging reader' });
+    // Bounded: the upstream was paused well before the whole blob was offered.
+    assert.ok(offered < 16 * 1024 * 1024, `${offered} bytes offered before the pause`);
+    release();
+    await fed;
+    assert.equal(await ended, undefined);
+    assert.deepEqual(Buffer.concat(chunks), data);
+    await found.fill.done;
+    assert.equal((found.fill.error as { reason?: string } | undefined)?.reason, 'write_error');
+    assert.equal(existsSync(layout.blobPath(digest)), false);
+    assert.deepEqual(readdirSync(layout.tmp), []);
+  } finally {
+    await small.unmount();
+  }
 });

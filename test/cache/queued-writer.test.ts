@@ -1,11 +1,12 @@
 // QueuedWriter: background appends to a real file, in order, with a bound and errors surfaced.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { QueuedWriter } from '../../src/cache/queued-writer.js';
+import { mountTmpfs } from '../helpers/mount.js';
 import { removeDir, tempDir } from '../helpers/proc.js';
 
 const dir = tempDir('re-writer-');
@@ -59,4 +60,24 @@ test('stop drops the queue and returns once no write is in flight', async () => 
   const size = readFileSync(file).length;
   assert.equal(size, writer.written);
   assert.ok(size < 50 * 64 * 1024, 'the queued rest was dropped');
+});
+
+test('a full disk: the writer fails once, with ENOSPC, and written is exactly what the file holds', async () => {
+  const small = await mountTmpfs(dir, 'tiny', 256 * 1024);
+  try {
+    const file = path.join(small.dir, 'full');
+    const handle = await open(file, 'wx+');
+    const failures: Error[] = [];
+    const writer = new QueuedWriter(handle, 64 * 1024 * 1024, () => undefined, (err) => failures.push(err));
+    // Many small chunks, so one writev lands partly (a short write) before the disk is full.
+    for (let i = 0; i < 100; i++) writer.push(randomBytes(5000));
+    await assert.rejects(writer.flush(), (err: NodeJS.ErrnoException) => err.code === 'ENOSPC');
+    await writer.stop();
+    await handle.close();
+    assert.equal(failures.length, 1, 'reported once');
+    assert.ok(writer.written > 0 && writer.written < 500_000);
+    assert.equal(statSync(file).size, writer.written, 'written counts only bytes the file holds');
+  } finally {
+    await small.unmount();
+  }
 });

@@ -28,7 +28,9 @@ export type Fault =
   /** Send headers and the first `afterBytes` body bytes, then destroy the socket. */
   | ({ kind: 'truncate'; afterBytes: number } & PathFault)
   /** Destroy the socket as soon as the request arrives, without answering. */
-  | ({ kind: 'reset' } & PathFault);
+  | ({ kind: 'reset' } & PathFault)
+  /** Answer as the target does, with `Connection: close`, and close the connection after the response (an HTTP/1.0 hop, nginx at keepalive_requests). */
+  | ({ kind: 'close-connection' } & PathFault);
 
 export interface ShimRequest {
   method: string;
@@ -278,7 +280,9 @@ export async function startShim(targetUrl: string, opts: StartShimOptions = {}):
       upstreamRes.destroy();
       return;
     }
-    res.writeHead(rec.status, upstreamRes.statusMessage, stripHopByHop(upstreamRes.headers));
+    // Node's server sends the header and ends the connection once this response is over.
+    const headers = find('close-connection') ? { ...stripHopByHop(upstreamRes.headers), connection: 'close' } : stripHopByHop(upstreamRes.headers);
+    res.writeHead(rec.status, upstreamRes.statusMessage, headers);
     await relayBody(upstreamRes, res, {
       flipOffset: find('flip-byte')?.offset,
       bytesPerSecond: find('slow-body')?.bytesPerSecond,

@@ -52,7 +52,7 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
     const size = 4 * MiB;
     const digest = await newBlob(size);
     stack.shim.reset();
-    stack.shim.setFault({ kind: 'truncate', pathPattern: /\/blobs\//, afterBytes: MiB, times: 1 });
+    stack.shim.setFault({ kind: 'truncate', pathPattern: /\/blobs\//, method: 'GET', afterBytes: MiB, times: 1 });
     const cut = await Promise.all(Array.from({ length: 8 }, () => fetchBlob(blobUrl(digest))));
     for (const r of cut) assert.equal(r.complete && r.digest === digest, false, 'no client completes a cut fill');
     assert.ok(cut.every((r) => !r.complete), 'every transfer of the cut fill ends broken');
