@@ -206,7 +206,10 @@ export class BlobStore {
     let file: OpenFile;
     try {
       file = this.syncReads ? this.files.openNow(digest.value, path) : await this.files.openLater(digest.value, path);
-    } catch {
+    } catch (err) {
+      // Out of descriptors (or an I/O error) says nothing about the file: it stays indexed.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       // Removed behind our back (or evicted between the lookup and the open): a miss.
       this.index.delete(digest.value);
       this.report();

@@ -17,7 +17,7 @@ import type { Authorizer } from '../auth/authorizer.js';
 import { asClient, pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
 import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
 import { getBlob, headBlob } from './blobs.js';
-import type { DescriptorAlarm } from './descriptors.js';
+import { exhaustionCode, type DescriptorAlarm } from './descriptors.js';
 import type { Exchange } from './exchange.js';
 import { forward, type ForwardSettings } from './forward.js';
 import { pushManifest, serveManifest } from './manifests.js';
@@ -82,6 +82,8 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
   throw new RegistryError('UNSUPPORTED', `${method} is not supported on this route`, { route: parsed.route });
 }
 
+const OUT_OF_DESCRIPTORS = new RegistryError('UNAVAILABLE', 'the edge is out of file descriptors; try again', undefined, 503, { 'retry-after': '1' });
+
 export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { metrics, log } = deps;
   const { tokenRealm } = deps.forward;
@@ -93,7 +95,8 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body));
       return;
     }
-    sendError(ex.res, err);
+    // Out of descriptors passes: a client told to come back soon beats an internal error.
+    sendError(ex.res, exhaustionCode(err) ? OUT_OF_DESCRIPTORS : err);
   };
   return (req, res) => {
     const url = req.url ?? '/';

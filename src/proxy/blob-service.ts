@@ -43,6 +43,8 @@ export class BlobService {
   private readonly upstream: UpstreamClient;
   private readonly mode: AuthMode;
   private readonly membership: Membership;
+  /** digest -> the repository its fill asks the upstream under, until the upstream has answered. */
+  private readonly fetching = new Map<string, string>();
 
   constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode, membership: Membership) {
     this.cache = cache;
@@ -62,6 +64,9 @@ export class BlobService {
    */
   private async ensureMember(req: BlobRequest): Promise<void> {
     if (this.membership.has(req.digest.value, req.name)) return;
+    // A follower under the leader's own name: the leader's answer is the confirmation (a
+    // refusal fails the fill, and the follower then asks on its own).
+    if (this.fetching.get(req.digest.value) === req.name) return;
     if (!this.cache.store.has(req.digest) && !this.cache.inflightFill(req.digest)) return;
     await this.confirm(req.name, req.digest, upstreamAuth(this.mode, pullScope(req.name), req.authorization));
   }
@@ -98,6 +103,14 @@ export class BlobService {
         return { source: 'cache', size: blob.size, range, send };
       }
       const { fill } = found;
+      if (found.leader) {
+        // Set before any other request can run (lookup returned in this same microtask chain);
+        // by the time `ready` settles the answer is known and membership holds it if it was yes.
+        const digest = req.digest.value;
+        this.fetching.set(digest, req.name);
+        const forget = (): void => void (this.fetching.get(digest) === req.name && this.fetching.delete(digest));
+        fill.ready.then(forget, forget);
+      }
       let size: number | undefined;
       try {
         size = await fill.ready;

@@ -57,6 +57,7 @@ describe('fills: one upstream fetch, followers stream, nothing unverified is kep
       assert.equal(r.digest, digest);
     }
     assert.equal(shim.stats.blobGets(digest), 1, 'exactly one upstream fetch');
+    assert.equal(shim.stats.count('HEAD', /\/blobs\//), 0, 'and no membership HEAD for followers under the same name');
     assert.ok(shim.stats.blobBodyBytes <= size * 1.0, `upstream sent ${shim.stats.blobBodyBytes} bytes for a ${size} byte blob`);
     // Every request but the leader either followed the fill or, arriving after its commit, hit the cache.
     await waitFor(async () => {

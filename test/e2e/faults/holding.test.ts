@@ -52,11 +52,17 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
     const size = 4 * MiB;
     const digest = await newBlob(size);
     stack.shim.reset();
-    stack.shim.setFault({ kind: 'truncate', pathPattern: /\/blobs\//, method: 'GET', afterBytes: MiB, times: 1 });
-    const cut = await Promise.all(Array.from({ length: 8 }, () => fetchBlob(blobUrl(digest))));
-    for (const r of cut) assert.equal(r.complete && r.digest === digest, false, 'no client completes a cut fill');
+    // Slow enough that all eight have joined the one fill before it is cut at 1 MiB.
+    stack.shim.setFault({ kind: 'slow-body', pathPattern: /\/blobs\//, method: 'GET', bytesPerSecond: 512 * 1024, times: 1 });
+    stack.shim.addFault({ kind: 'truncate', pathPattern: /\/blobs\//, method: 'GET', afterBytes: MiB, times: 1 });
+    const followersBefore = await stack.edge.metric('registry_edge_fill_followers_total');
+    const pending = Array.from({ length: 8 }, () => fetchBlob(blobUrl(digest)));
+    await waitFor(async () => (await stack.edge.metric('registry_edge_fill_followers_total')) - followersBefore >= 7, { what: 'seven followers on the fill' });
+    const cut = await Promise.all(pending);
+    for (const r of cut) assert.ok(!r.complete || r.digest === digest, 'never a complete transfer with wrong bytes');
     assert.ok(cut.every((r) => !r.complete), 'every transfer of the cut fill ends broken');
     assert.equal(stack.shim.stats.blobGets(digest), 1, 'the followers shared the one fetch');
+    assert.equal(stack.shim.stats.count('HEAD', /\/blobs\//), 0, 'followers under the same name ask the upstream nothing');
     await assertClean();
     stack.shim.setFault(null);
     const again = await fetchBlob(blobUrl(digest));
@@ -77,12 +83,12 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
   });
 
   test('SIGKILL during four fills: no partial blob after the restart, and all four fill again right', async () => {
-    const digests = await Promise.all([1, 2, 3, 4].map((n) => newBlob(n * 2 * MiB)));
+    const digests = await Promise.all([1, 2, 3, 4].map((n) => newBlob(n * 4 * MiB)));
     stack.shim.reset();
-    stack.shim.setFault({ kind: 'slow-body', pathPattern: /\/blobs\//, bytesPerSecond: 2 * MiB });
+    stack.shim.setFault({ kind: 'slow-body', pathPattern: /\/blobs\//, bytesPerSecond: MiB });
     const pending = digests.map((d) => fetchBlob(blobUrl(d)));
-    const tmp = path.join(stack.edge.cacheDir, 'tmp');
-    await waitFor(() => readdirSync(tmp).length >= 4, { what: 'four fills in progress' });
+    await waitFor(async () => (await stack.edge.metric('registry_edge_fills_in_flight')) >= 4, { what: 'four fills in progress' });
+    await waitFor(() => stack.shim.stats.blobBodyBytes > 0, { what: 'bytes of the fills on their way' });
     stack.edge.proc.child.kill('SIGKILL');
     await stack.edge.proc.exited;
     for (const r of await Promise.all(pending)) assert.equal(r.complete, false);
