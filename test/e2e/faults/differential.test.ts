@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheProblems, descriptors, descriptorsBackTo } from '../../helpers/cache-invariants.js';
 import { MEDIA_TYPES, makeOciLayout, pushImage, sha256Digest, type ImageInfo } from '../../helpers/image.js';
-import type { HttpResult } from '../../helpers/proc.js';
+import { httpRequest, type HttpResult } from '../../helpers/proc.js';
 import { startStack, type Stack } from '../../helpers/stack.js';
 
 /** One side of the comparison: where requests go and the namespace its repositories live in. */
@@ -28,6 +28,8 @@ interface Target {
 interface Answer {
   readonly status: number;
   readonly code: string;
+  /** Content-Type without parameters; 2xx only. */
+  readonly type: string;
   /** Docker-Content-Digest and a hash of the body with the namespace taken out; 2xx only. */
   readonly content: string;
 }
@@ -62,7 +64,8 @@ function answerOf(res: HttpResult): Answer {
   const json = /json/.test(String(res.headers['content-type'])) && !res.headers['docker-content-digest'];
   const body = json ? Buffer.from(res.body.toString('utf8').replace(/"[de]\//g, '"NS/')) : res.body;
   const content = ok ? `${typeof digest === 'string' ? digest : NO_CODE} ${createHash('sha256').update(body).digest('hex').slice(0, 12)}` : '';
-  return { status: res.status, code: firstCode(res), content };
+  const type = ok ? (String(res.headers['content-type'] ?? '').split(';')[0] ?? '') : '';
+  return { status: res.status, code: firstCode(res), type, content };
 }
 
 /** One request on a fresh connection with the path sent exactly as written (no URL normalisation of dot segments). */
@@ -90,7 +93,7 @@ async function send(step: Step, t: Target): Promise<Answer> {
   try {
     res = await rawRequest(t.url, step.path(t), step);
   } catch (err) {
-    return { status: 0, code: (err as NodeJS.ErrnoException).code ?? String(err), content: '' };
+    return { status: 0, code: (err as NodeJS.ErrnoException).code ?? String(err), type: '', content: '' };
   }
   if (step.keep !== undefined && typeof res.headers.location === 'string') {
     const loc = new URL(res.headers.location, t.url);
@@ -107,7 +110,7 @@ function upload(t: Target, keep: string, query = ''): string {
   return loc + (loc.includes('?') ? '&' : '?') + query;
 }
 
-const show = (a: Answer): string => `${a.status} ${a.code}`;
+const show = (a: Answer): string => `${a.status} ${a.code}${a.type ? ` ${a.type}` : ''}`;
 
 /**
  * Where the edge answers differently from registry:2 (distribution 2.8), each with why.
@@ -119,20 +122,48 @@ const show = (a: Answer): string => `${a.status} ${a.code}`;
  * text body (no OCI error), the edge sends the same status with an OCI error body, as
  * the spec's error format asks of 4xx bodies.
  */
+const T = {
+  oci: MEDIA_TYPES.ociManifest,
+  index: MEDIA_TYPES.ociIndex,
+  docker: MEDIA_TYPES.dockerManifest,
+  list: MEDIA_TYPES.dockerManifestList,
+  schema1: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+  blob: 'application/octet-stream',
+} as const;
+
 const KNOWN: Record<string, { readonly registry: string; readonly edge: string; readonly kind: 'spec' | 'bug'; readonly why: string }> = {
   'GET manifest by tag, no Accept': {
-    registry: '404 MANIFEST_UNKNOWN', edge: '200 -', kind: 'spec',
+    registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'spec',
     why: 'the manifest exists, and the spec answers a GET of an existing manifest with 200 (Accept is a SHOULD for clients); registry:2.8 hides OCI manifests from clients that do not list their type, a schema1-era rule distribution v3 dropped',
   },
-  'GET manifest by tag, Accept */*': { registry: '404 MANIFEST_UNKNOWN', edge: '200 -', kind: 'spec', why: 'as without Accept: */* accepts every type' },
-  'GET manifest by digest, no Accept': { registry: '404 MANIFEST_UNKNOWN', edge: '200 -', kind: 'spec', why: 'as by tag: the manifest exists' },
+  'GET manifest by tag, Accept */*': { registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'spec', why: 'as without Accept: */* accepts every type' },
+  'GET manifest, Accept application/*': { registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'spec', why: 'as without Accept: application/* covers every manifest type (RFC 9110 §12.5.1)' },
+  'GET manifest by digest, no Accept': { registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'spec', why: 'as by tag: the manifest exists' },
+  'GET OCI index, no Accept': { registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.index}`, kind: 'spec', why: 'as for an OCI manifest' },
+  'GET Docker manifest, no Accept': {
+    registry: `200 - ${T.schema1}`, edge: `200 - ${T.docker}`, kind: 'spec',
+    why: 'the spec serves a manifest byte for byte as it was pushed; registry:2.8 rewrites it to a signed schema1 manifest (a format outside the spec) for clients that send no Accept',
+  },
+  'GET Docker manifest, Accept OCI only': {
+    registry: `200 - ${T.schema1}`, edge: '502 UNAVAILABLE', kind: 'bug',
+    why: 'on a miss the edge passes the client\'s Accept upstream; registry:2 answers a client that takes no Docker schema 2 with a schema1 rewrite whose Docker-Content-Digest covers only its JWS payload, the edge finds the bytes do not hash to it and answers 502: a gateway error for an Accept the upstream could not meet, where 404 MANIFEST_UNKNOWN (registry:2\'s answer when it holds nothing the client accepts) or the stored manifest is meant',
+  },
+  'GET Docker manifest list, Accept OCI types': { registry: `200 - ${T.schema1}`, edge: '502 UNAVAILABLE', kind: 'bug', why: 'as for a Docker manifest with Accept OCI only' },
+  'GET Docker manifest list again, Accept every manifest type': {
+    registry: `200 - ${T.list}`, edge: `200 - ${T.docker}`, kind: 'bug',
+    why: 'registry:2 answers a client that takes no manifest lists with the linux/amd64 manifest in place of the list; the edge keeps that answer as the tag\'s mapping and serves the one-platform manifest for the tag to every client until cache.tag_ttl, those asking for the list included (an arm64 node gets the amd64 image)',
+  },
+  'GET Docker manifest list, no Accept': {
+    registry: `200 - ${T.schema1}`, edge: `200 - ${T.docker}`, kind: 'bug',
+    why: 'the tag mapping above again; with it fixed the edge serves the list as pushed (registry:2 rewrites to schema1, as for a Docker manifest without Accept)',
+  },
   'GET blob range reversed (ignored)': {
-    registry: '416 -', edge: '200 -', kind: 'spec',
+    registry: '416 -', edge: `200 - ${T.blob}`, kind: 'spec',
     why: 'RFC 9110 §14.2: a server MAY ignore a Range with an invalid ranges-specifier; the edge sends the whole blob (registry:2\'s 416 also announces the blob\'s length and sends 14 bytes)',
   },
-  'GET blob range in other units (ignored)': { registry: '416 -', edge: '200 -', kind: 'spec', why: 'RFC 9110 §14.2: an origin server MUST ignore a Range in a unit it does not understand' },
+  'GET blob range in other units (ignored)': { registry: '416 -', edge: `200 - ${T.blob}`, kind: 'spec', why: 'RFC 9110 §14.2: an origin server MUST ignore a Range in a unit it does not understand' },
   'GET blob two ranges': {
-    registry: '206 -', edge: '200 -', kind: 'spec',
+    registry: '206 - multipart/byteranges', edge: `200 - ${T.blob}`, kind: 'spec',
     why: 'RFC 9110 §14.2: a server MAY ignore Range; the edge serves single ranges (what blob clients send) and answers several with the whole blob',
   },
   'PUT manifest with a malformed digest': { registry: '500 UNKNOWN', edge: '400 DIGEST_INVALID', kind: 'spec', why: 'registry:2 fails internally on client input; DIGEST_INVALID is the spec\'s code for a malformed digest' },
@@ -152,11 +183,11 @@ const KNOWN: Record<string, { readonly registry: string; readonly edge: string; 
   'name with %2e%2e segment': { registry: '301 -', edge: '400 NAME_INVALID', kind: 'spec', why: 'as .. (Go decodes, then cleans and redirects)' },
   'name with //': { registry: '301 -', edge: '400 NAME_INVALID', kind: 'spec', why: 'as .. (an empty component)' },
   'name with %2F': {
-    registry: '200 -', edge: '400 NAME_INVALID', kind: 'spec',
+    registry: `200 - ${T.oci}`, edge: '400 NAME_INVALID', kind: 'spec',
     why: 'the name grammar has no %; registry:2 decodes first. The edge takes names as written, so authorization, cache keys and the upstream see one spelling of a name (no character of the grammar needs encoding)',
   },
-  'name with a percent-encoded letter': { registry: '200 -', edge: '400 NAME_INVALID', kind: 'spec', why: 'as %2F' },
-  'GET manifest with a percent-encoded tag': { registry: '200 -', edge: '404 MANIFEST_UNKNOWN', kind: 'spec', why: 'the tag grammar has no %: a tag outside it names no manifest (404, as for every other tag outside the grammar)' },
+  'name with a percent-encoded letter': { registry: `200 - ${T.oci}`, edge: '400 NAME_INVALID', kind: 'spec', why: 'as %2F' },
+  'GET manifest with a percent-encoded tag': { registry: `200 - ${T.oci}`, edge: '404 MANIFEST_UNKNOWN', kind: 'spec', why: 'the tag grammar has no %: a tag outside it names no manifest (404, as for every other tag outside the grammar)' },
   'name with a trailing separator': { registry: '404 -', edge: '400 NAME_INVALID', kind: 'spec', why: 'outside the name grammar: NAME_INVALID, the spec\'s code for an invalid name in any API operation' },
   'name with ___': { registry: '404 -', edge: '400 NAME_INVALID', kind: 'spec', why: 'as a trailing separator (the grammar allows _ and __ only)' },
   'name of 256 characters': { registry: '500 UNKNOWN', edge: '400 NAME_INVALID', kind: 'spec', why: 'the spec caps names below 256 characters; registry:2 fails internally' },
@@ -168,21 +199,21 @@ const KNOWN: Record<string, { readonly registry: string; readonly edge: string; 
     registry: '301 -', edge: '404 NAME_UNKNOWN', kind: 'spec',
     why: 'the spec\'s route has no trailing slash; the edge answers a path outside the spec\'s routes with 404, as registry:2 does for every other unknown path',
   },
-  'PUT /v2/': { registry: '200 -', edge: '405 UNSUPPORTED', kind: 'spec', why: 'the spec defines GET (and HEAD) of /v2/ only; registry:2 answers any method there' },
+  'PUT /v2/': { registry: '200 - application/json', edge: '405 UNSUPPORTED', kind: 'spec', why: 'the spec defines GET (and HEAD) of /v2/ only; registry:2 answers any method there' },
   'OPTIONS manifest': { registry: '200 -', edge: '405 UNSUPPORTED', kind: 'spec', why: 'the spec has no OPTIONS; 405 for a method a route does not have (RFC 9110 §15.5.6), as for POST and PATCH' },
   'GET the deleted manifest by digest': {
-    registry: '404 MANIFEST_UNKNOWN', edge: '200 -', kind: 'bug',
+    registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'bug',
     why: 'a DELETE through the edge that the upstream accepted (202) leaves the manifest in the edge\'s cache for that repository, and the edge serves it',
   },
   'GET a tag of the deleted manifest': {
-    registry: '404 MANIFEST_UNKNOWN', edge: '200 -', kind: 'bug',
+    registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'bug',
     why: 'the same DELETE leaves the edge\'s tag mapping to the deleted digest, served until cache.tag_ttl runs out',
   },
   'HEAD the deleted blob': {
-    registry: '404 -', edge: '200 -', kind: 'bug',
+    registry: '404 -', edge: `200 - ${T.blob}`, kind: 'bug',
     why: 'a blob DELETE through the edge that the upstream accepted (202) leaves the blob listed for that repository in the edge, and it is served from the cache',
   },
-  'GET the deleted blob': { registry: '404 BLOB_UNKNOWN', edge: '200 -', kind: 'bug', why: 'as HEAD' },
+  'GET the deleted blob': { registry: '404 BLOB_UNKNOWN', edge: `200 - ${T.blob}`, kind: 'bug', why: 'as HEAD' },
 };
 
 /** Both sides agree, or the edge only adds an OCI error body where registry:2 sent plain text with the same status. */
@@ -196,6 +227,7 @@ describe('differential: the edge answers as registry:2 does', () => {
   let stack: Stack;
   let image: ImageInfo;
   let gone: ImageInfo;
+  let docker: Descriptor;
   const targets: Target[] = [];
 
   before(async () => {
@@ -209,10 +241,14 @@ describe('differential: the edge answers as registry:2 does', () => {
         for (const ns of ['d', 'e']) {
           for (const tag of ['v1', 'v2', 'v3']) await pushImage(layout, 'v1', `${registry.host}/${ns}/app:${tag}`);
           await pushImage(layout, 'gone', `${registry.host}/${ns}/app:gone`);
+          await pushImage(layout, 'v1', `${registry.host}/${ns}/app:docker`, { format: 'v2s2' });
           await pushImage(layout, 'v1', `${registry.host}/${ns}/other:v1`);
         }
       },
     });
+    // skopeo converts the image to Docker schema 2 the same way for both namespaces.
+    const dockerManifest = await httpRequest(`${stack.registry.url}/v2/d/app/manifests/docker`, { headers: { accept: MEDIA_TYPES.dockerManifest } });
+    docker = { mediaType: MEDIA_TYPES.dockerManifest, digest: String(dockerManifest.headers['docker-content-digest']), size: dockerManifest.body.length };
     targets.push(
       { label: 'registry', url: stack.registry.url, ns: 'd', uploads: new Map() },
       { label: 'edge', url: stack.edge.url, ns: 'e', uploads: new Map() },
@@ -226,7 +262,7 @@ describe('differential: the edge answers as registry:2 does', () => {
   test('pull, push, content discovery and management, malformed input: same status and OCI code, or a difference the table explains', async () => {
     const [direct, through] = targets as [Target, Target];
     const baseline = descriptors(stack.edge.proc.pid);
-    const steps = catalogue(image, gone);
+    const steps = catalogue(image, gone, docker);
     const wrong: string[] = [];
     const seen = new Set<string>();
     for (const step of steps) {
@@ -253,7 +289,13 @@ describe('differential: the edge answers as registry:2 does', () => {
 
 const OCI = { accept: MEDIA_TYPES.ociManifest };
 
-function catalogue(image: ImageInfo, gone: ImageInfo): Step[] {
+interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+}
+
+function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[] {
   const [small, big] = image.layers;
   assert.ok(small && big);
   const absent = `sha256:${'0'.repeat(63)}1`;
@@ -270,6 +312,13 @@ function catalogue(image: ImageInfo, gone: ImageInfo): Step[] {
     config: { mediaType: MEDIA_TYPES.ociConfig, digest: absent, size: 2 },
     layers: [],
   }));
+  const platform = { architecture: 'amd64', os: 'linux' };
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: image.manifestDigest, size: manifest.length, platform }],
+  }));
+  const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerManifestList, manifests: [{ ...docker, platform }] }));
   const ct = (type: string): Record<string, string> => ({ 'content-type': type });
   const r = (t: Target, rest: string): string => `/v2/${t.ns}/${rest}`;
   return [
@@ -288,6 +337,24 @@ function catalogue(image: ImageInfo, gone: ImageInfo): Step[] {
     { name: 'GET manifest by digest, no Accept', method: 'GET', path: (t) => r(t, `app/manifests/${image.manifestDigest}`) },
     { name: 'GET manifest by digest, Accept Docker v2 only (the edge has it)', method: 'GET', path: (t) => r(t, `app/manifests/${image.manifestDigest}`), headers: { accept: MEDIA_TYPES.dockerManifest } },
     { name: 'HEAD manifest by digest', method: 'HEAD', path: (t) => r(t, `app/manifests/${image.manifestDigest}`), headers: OCI },
+    { name: 'GET Docker manifest, Accept Docker v2', method: 'GET', path: (t) => r(t, 'app/manifests/docker'), headers: { accept: MEDIA_TYPES.dockerManifest } },
+    { name: 'GET Docker manifest, Accept OCI only', method: 'GET', path: (t) => r(t, 'app/manifests/docker'), headers: OCI },
+    { name: 'GET Docker manifest, no Accept', method: 'GET', path: (t) => r(t, 'app/manifests/docker') },
+    { name: 'GET Docker manifest by digest, Accept OCI only', method: 'GET', path: (t) => r(t, `app/manifests/${docker.digest}`), headers: OCI },
+    { name: 'PUT OCI index', method: 'PUT', path: (t) => r(t, 'app/manifests/multi'), headers: ct(MEDIA_TYPES.ociIndex), body: index },
+    { name: 'GET OCI index, Accept index', method: 'GET', path: (t) => r(t, 'app/manifests/multi'), headers: { accept: MEDIA_TYPES.ociIndex } },
+    { name: 'GET OCI index, Accept OCI manifest only', method: 'GET', path: (t) => r(t, 'app/manifests/multi'), headers: OCI },
+    { name: 'GET OCI index, Accept Docker types', method: 'GET', path: (t) => r(t, 'app/manifests/multi'), headers: { accept: `${MEDIA_TYPES.dockerManifest}, ${MEDIA_TYPES.dockerManifestList}` } },
+    { name: 'GET OCI index, no Accept', method: 'GET', path: (t) => r(t, 'app/manifests/multi') },
+    { name: 'HEAD OCI index, Accept OCI manifest only', method: 'HEAD', path: (t) => r(t, 'app/manifests/multi'), headers: OCI },
+    { name: 'PUT Docker manifest list', method: 'PUT', path: (t) => r(t, 'app/manifests/dlist'), headers: ct(MEDIA_TYPES.dockerManifestList), body: list },
+    { name: 'GET Docker manifest list, Accept list', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: MEDIA_TYPES.dockerManifestList } },
+    { name: 'GET Docker manifest list, Accept Docker v2 only', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: MEDIA_TYPES.dockerManifest } },
+    { name: 'GET Docker manifest list again, Accept every manifest type', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: Object.values(MEDIA_TYPES).filter((m) => m.includes('manifest') || m.includes('index')).join(', ') } },
+    { name: 'GET Docker manifest list, Accept OCI types', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: `${MEDIA_TYPES.ociManifest}, ${MEDIA_TYPES.ociIndex}` } },
+    { name: 'GET Docker manifest list, no Accept', method: 'GET', path: (t) => r(t, 'app/manifests/dlist') },
+    { name: 'GET manifest, Accept with q=0 for OCI', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { accept: `${MEDIA_TYPES.ociManifest};q=0, ${MEDIA_TYPES.dockerManifest}` } },
+    { name: 'GET manifest, Accept application/*', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { accept: 'application/*' } },
     { name: 'GET manifest of an unknown tag', method: 'GET', path: (t) => r(t, 'app/manifests/nope'), headers: OCI },
     { name: 'HEAD manifest of an unknown tag', method: 'HEAD', path: (t) => r(t, 'app/manifests/nope'), headers: OCI },
     { name: 'GET manifest of an unknown digest', method: 'GET', path: (t) => r(t, `app/manifests/${absent}`), headers: OCI },
