@@ -112,6 +112,16 @@ function upload(t: Target, keep: string, query = ''): string {
 
 const show = (a: Answer): string => `${a.status} ${a.code}${a.type ? ` ${a.type}` : ''}`;
 
+/** Media types as the table writes them. */
+const T = {
+  oci: MEDIA_TYPES.ociManifest,
+  index: MEDIA_TYPES.ociIndex,
+  docker: MEDIA_TYPES.dockerManifest,
+  list: MEDIA_TYPES.dockerManifestList,
+  schema1: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+  blob: 'application/octet-stream',
+} as const;
+
 /**
  * Where the edge answers differently from registry:2 (distribution 2.8), each with why.
  * `spec`: the distribution spec (or RFC 9110, which it defers to for ranges) gives the
@@ -122,15 +132,6 @@ const show = (a: Answer): string => `${a.status} ${a.code}${a.type ? ` ${a.type}
  * text body (no OCI error), the edge sends the same status with an OCI error body, as
  * the spec's error format asks of 4xx bodies.
  */
-const T = {
-  oci: MEDIA_TYPES.ociManifest,
-  index: MEDIA_TYPES.ociIndex,
-  docker: MEDIA_TYPES.dockerManifest,
-  list: MEDIA_TYPES.dockerManifestList,
-  schema1: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
-  blob: 'application/octet-stream',
-} as const;
-
 const KNOWN: Record<string, { readonly registry: string; readonly edge: string; readonly kind: 'spec' | 'bug'; readonly why: string }> = {
   'GET manifest by tag, no Accept': {
     registry: '404 MANIFEST_UNKNOWN', edge: `200 - ${T.oci}`, kind: 'spec',
@@ -273,7 +274,9 @@ describe('differential: the edge answers as registry:2 does', () => {
       const edge = await send(step, through);
       const known = KNOWN[step.name];
       const line = `${step.name}: registry ${show(registry)}, edge ${show(edge)}`;
-      if (known) {
+      if (known && known.kind === 'bug' && agrees(registry, edge)) {
+        wrong.push(`${line}: the edge now answers as registry:2 does, so the fault is fixed; take its entry out of the table`);
+      } else if (known) {
         if (show(registry) !== known.registry || show(edge) !== known.edge) wrong.push(`${line}; the table says registry ${known.registry}, edge ${known.edge}`);
       } else if (!agrees(registry, edge)) {
         wrong.push(`${line}${registry.content !== edge.content ? ` (content ${registry.content} / ${edge.content})` : ''}`);
