@@ -43,6 +43,8 @@ interface Step {
   readonly body?: Buffer | string;
   /** Keep the answer's Location (an upload session) under this name. */
   readonly keep?: string;
+  /** Send the body with Transfer-Encoding: chunked instead of a Content-Length. */
+  readonly chunked?: boolean;
 }
 
 const NO_CODE = '-';
@@ -73,7 +75,7 @@ function rawRequest(base: string, target: string, step: Step): Promise<HttpResul
   const u = new URL(base);
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { ...step.headers };
-    if (step.body !== undefined) headers['content-length'] = Buffer.byteLength(step.body);
+    if (step.body !== undefined && !step.chunked) headers['content-length'] = Buffer.byteLength(step.body);
     const req = http.request({ host: u.hostname, port: u.port, path: target, method: step.method, headers, agent: false, timeout: 30_000 }, (res) => {
       const chunks: Buffer[] = [];
       const done = (): void => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
@@ -84,7 +86,14 @@ function rawRequest(base: string, target: string, step: Step): Promise<HttpResul
     });
     req.once('timeout', () => req.destroy(new Error(`timeout requesting ${target}`)));
     req.once('error', reject);
-    req.end(step.body);
+    if (step.chunked && step.body !== undefined) {
+      // Two writes before the end, so the body really goes out in chunks.
+      const body = Buffer.from(step.body);
+      req.write(body.subarray(0, body.length >> 1));
+      req.end(body.subarray(body.length >> 1));
+    } else {
+      req.end(step.body);
+    }
   });
 }
 
@@ -166,6 +175,19 @@ const KNOWN: Record<string, { readonly registry: string; readonly edge: string; 
   'GET blob two ranges': {
     registry: '206 - multipart/byteranges', edge: `200 - ${T.blob}`, kind: 'spec',
     why: 'RFC 9110 §14.2: a server MAY ignore Range; the edge serves single ranges (what blob clients send) and answers several with the whole blob',
+  },
+  'HEAD blob with a Range': {
+    registry: '206 - application/octet-stream', edge: `200 - ${T.blob}`, kind: 'spec',
+    why: 'RFC 9110 §14.2: a server MUST ignore Range on any method but GET',
+  },
+  'GET manifest with If-None-Match of its digest': {
+    registry: '304 -', edge: `200 - ${T.oci}`, kind: 'bug',
+    why: 'RFC 9110 §13.1.2: an origin server MUST answer a GET whose If-None-Match matches the current entity tag with 304; the edge sends ETag "<digest>" and ignores If-None-Match',
+  },
+  'GET blob with If-None-Match of its digest': { registry: '304 -', edge: `200 - ${T.blob}`, kind: 'bug', why: 'as for manifests (the edge serves the whole blob again)' },
+  'GET blob range with If-Range of another digest': {
+    registry: `200 - ${T.blob}`, edge: `206 - ${T.blob}`, kind: 'bug',
+    why: 'RFC 9110 §13.1.5: when the If-Range validator does not match, the server MUST ignore Range and send the whole representation; the edge ignores If-Range and sends a part of bytes the client\'s validator does not name',
   },
   'PUT manifest with a malformed digest': { registry: '500 UNKNOWN', edge: '400 DIGEST_INVALID', kind: 'spec', why: 'registry:2 fails internally on client input; DIGEST_INVALID is the spec\'s code for a malformed digest' },
   'GET manifest with a malformed digest': { registry: '500 UNKNOWN', edge: '400 DIGEST_INVALID', kind: 'spec', why: 'as for PUT' },
@@ -307,6 +329,7 @@ function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[
   const chunked = sha256Digest(Buffer.concat([chunk1, chunk2]));
   const mono = Buffer.from('a monolithic blob');
   const single = Buffer.from('a single-POST blob');
+  const chunkedBody = Buffer.from('a blob sent in chunks, with no Content-Length '.repeat(50));
   const manifest = image.manifestBytes;
   const otherManifest = Buffer.from(JSON.stringify({ ...JSON.parse(manifest.toString()), annotations: { x: 'y' } }));
   const unknownBlobManifest = Buffer.from(JSON.stringify({
@@ -358,6 +381,10 @@ function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[
     { name: 'GET Docker manifest list, no Accept', method: 'GET', path: (t) => r(t, 'app/manifests/dlist') },
     { name: 'GET manifest, Accept with q=0 for OCI', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { accept: `${MEDIA_TYPES.ociManifest};q=0, ${MEDIA_TYPES.dockerManifest}` } },
     { name: 'GET manifest, Accept application/*', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { accept: 'application/*' } },
+    { name: 'GET manifest with ?ns= (containerd mirrors)', method: 'GET', path: (t) => r(t, 'app/manifests/v1?ns=docker.io'), headers: OCI },
+    { name: 'GET manifest with If-None-Match of its digest', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { ...OCI, 'if-none-match': `"${image.manifestDigest}"` } },
+    { name: 'GET manifest with If-None-Match of another digest', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { ...OCI, 'if-none-match': `"sha256:${'0'.repeat(64)}"` } },
+    { name: 'GET manifest with a Range', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { ...OCI, range: 'bytes=0-9' } },
     { name: 'GET manifest of an unknown tag', method: 'GET', path: (t) => r(t, 'app/manifests/nope'), headers: OCI },
     { name: 'HEAD manifest of an unknown tag', method: 'HEAD', path: (t) => r(t, 'app/manifests/nope'), headers: OCI },
     { name: 'GET manifest of an unknown digest', method: 'GET', path: (t) => r(t, `app/manifests/${absent}`), headers: OCI },
@@ -376,6 +403,10 @@ function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[
     { name: 'GET blob range reversed (ignored)', method: 'GET', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { range: 'bytes=9-5' } },
     { name: 'GET blob range in other units (ignored)', method: 'GET', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { range: 'items=0-5' } },
     { name: 'GET blob two ranges', method: 'GET', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { range: 'bytes=0-1,5-6' } },
+    { name: 'HEAD blob with a Range', method: 'HEAD', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { range: 'bytes=0-9' } },
+    { name: 'GET blob with If-None-Match of its digest', method: 'GET', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { 'if-none-match': `"${small.digest}"` } },
+    { name: 'GET blob range with If-Range of its digest', method: 'GET', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { range: 'bytes=0-9', 'if-range': `"${small.digest}"` } },
+    { name: 'GET blob range with If-Range of another digest', method: 'GET', path: (t) => r(t, `app/blobs/${small.digest}`), headers: { range: 'bytes=0-9', 'if-range': `"sha256:${'0'.repeat(64)}"` } },
     { name: 'GET blob absent', method: 'GET', path: (t) => r(t, `app/blobs/${absent}`) },
     { name: 'HEAD blob absent', method: 'HEAD', path: (t) => r(t, `app/blobs/${absent}`) },
     { name: 'GET blob in an unknown repository', method: 'GET', path: (t) => r(t, `nothing/blobs/${absent}`) },
@@ -395,6 +426,13 @@ function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[
     { name: 'PATCH second chunk', method: 'PATCH', path: (t) => upload(t, 'chunked'), headers: { ...ct('application/octet-stream'), 'content-range': `${chunk1.length}-${chunk1.length + chunk2.length - 1}` }, body: chunk2, keep: 'chunked' },
     { name: 'PUT closing the chunked upload', method: 'PUT', path: (t) => upload(t, 'chunked', `digest=${chunked}`), headers: { 'content-length': '0' } },
     { name: 'GET the chunked blob', method: 'GET', path: (t) => r(t, `app/blobs/${chunked}`) },
+    { name: 'POST upload (chunked transfer encoding)', method: 'POST', path: (t) => r(t, 'app/blobs/uploads/'), headers: { 'content-length': '0' }, keep: 'te' },
+    { name: 'PUT upload with a chunked body', method: 'PUT', path: (t) => upload(t, 'te', `digest=${sha256Digest(chunkedBody)}`), headers: ct('application/octet-stream'), body: chunkedBody, chunked: true },
+    { name: 'HEAD the blob pushed with a chunked body', method: 'HEAD', path: (t) => r(t, `app/blobs/${sha256Digest(chunkedBody)}`) },
+    { name: 'POST upload (used under another repository)', method: 'POST', path: (t) => r(t, 'app/blobs/uploads/'), headers: { 'content-length': '0' }, keep: 'moved' },
+    { name: 'PATCH an upload session under another repository\'s path', method: 'PATCH', path: (t) => upload(t, 'moved').replace(`/${t.ns}/app/`, `/${t.ns}/other/`), headers: ct('application/octet-stream'), body: 'x' },
+    { name: 'HEAD upload session', method: 'HEAD', path: (t) => upload(t, 'moved') },
+    { name: 'POST mount without from', method: 'POST', path: (t) => r(t, `mounted/blobs/uploads/?mount=${big.digest}`), headers: { 'content-length': '0' } },
     { name: 'POST upload (out of order)', method: 'POST', path: (t) => r(t, 'app/blobs/uploads/'), headers: { 'content-length': '0' }, keep: 'ooo' },
     { name: 'PATCH a first chunk that does not start at 0', method: 'PATCH', path: (t) => upload(t, 'ooo'), headers: { ...ct('application/octet-stream'), 'content-range': '100-104' }, body: 'xxxxx' },
     { name: 'POST upload (wrong digest)', method: 'POST', path: (t) => r(t, 'app/blobs/uploads/'), headers: { 'content-length': '0' }, keep: 'wrong' },
@@ -433,6 +471,8 @@ function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[
     { name: 'GET _catalog?n=2', method: 'GET', path: () => '/v2/_catalog?n=2' },
     { name: 'GET _catalog?n=2&last=d/mounted', method: 'GET', path: () => '/v2/_catalog?n=2&last=d/mounted' },
     { name: 'GET referrers of a manifest', method: 'GET', path: (t) => r(t, `app/referrers/${image.manifestDigest}`) },
+    { name: 'HEAD tags/list', method: 'HEAD', path: (t) => r(t, 'app/tags/list') },
+    { name: 'HEAD _catalog', method: 'HEAD', path: () => '/v2/_catalog' },
     { name: 'GET _catalog?n=-1', method: 'GET', path: () => '/v2/_catalog?n=-1' },
     { name: 'GET _catalog?n=100000', method: 'GET', path: () => '/v2/_catalog?n=100000' },
     { name: 'GET referrers with ?artifactType=', method: 'GET', path: (t) => r(t, `app/referrers/${image.manifestDigest}?artifactType=application/x`) },
