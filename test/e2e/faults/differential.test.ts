@@ -376,7 +376,7 @@ function catalogue(image: ImageInfo, gone: ImageInfo, docker: Descriptor): Step[
     { name: 'PUT Docker manifest list', method: 'PUT', path: (t) => r(t, 'app/manifests/dlist'), headers: ct(MEDIA_TYPES.dockerManifestList), body: list },
     { name: 'GET Docker manifest list, Accept list', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: MEDIA_TYPES.dockerManifestList } },
     { name: 'GET Docker manifest list, Accept Docker v2 only', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: MEDIA_TYPES.dockerManifest } },
-    { name: 'GET Docker manifest list again, Accept every manifest type', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: Object.values(MEDIA_TYPES).filter((m) => m.includes('manifest') || m.includes('index')).join(', ') } },
+    { name: 'GET Docker manifest list again, Accept every manifest type', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: [T.oci, T.index, T.docker, T.list].join(', ') } },
     { name: 'GET Docker manifest list, Accept OCI types', method: 'GET', path: (t) => r(t, 'app/manifests/dlist'), headers: { accept: `${MEDIA_TYPES.ociManifest}, ${MEDIA_TYPES.ociIndex}` } },
     { name: 'GET Docker manifest list, no Accept', method: 'GET', path: (t) => r(t, 'app/manifests/dlist') },
     { name: 'GET manifest, Accept with q=0 for OCI', method: 'GET', path: (t) => r(t, 'app/manifests/v1'), headers: { accept: `${MEDIA_TYPES.ociManifest};q=0, ${MEDIA_TYPES.dockerManifest}` } },
