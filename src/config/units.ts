@@ -16,15 +16,20 @@ export function parseBytes(value: unknown): number | undefined {
   if (!m) return undefined;
   const unit = BYTE_UNITS[(m[2] ?? '').toLowerCase()];
   if (unit === undefined) return undefined;
-  return Math.floor(Number(m[1]) * unit);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  // Past 2^53 a count of bytes is no longer exact (and past 1e308 it is Infinity).
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
+
+// Digits past what a double holds read as Infinity: no duration at all.
+const finite = (n: number): number | undefined => (Number.isFinite(n) ? n : undefined);
 
 /** Seconds from a number (seconds) or a string like `5m`, `900s`, `1h30m`. */
 export function parseDuration(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (/^\d+(\.\d+)?$/.test(text)) return finite(Number(text));
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
   let total = 0;
   let consumed = 0;
@@ -32,5 +37,5 @@ export function parseDuration(value: unknown): number | undefined {
     total += Number(m[1]) * (DURATION_UNITS[m[2] ?? ''] ?? 0);
     consumed = re.lastIndex;
   }
-  return consumed === text.length && consumed > 0 ? total : undefined;
+  return consumed === text.length && consumed > 0 ? finite(total) : undefined;
 }

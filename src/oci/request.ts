@@ -22,7 +22,7 @@ export type Route = DistributionRequest['route'];
 const SUFFIXES: Array<[RegExp, (name: string, m: RegExpExecArray) => DistributionRequest]> = [
   [/\/blobs\/uploads\/?$/, (name) => ({ route: 'upload', name, session: undefined })],
   [/\/blobs\/uploads\/([^/]+)$/, (name, m) => ({ route: 'upload', name, session: m[1] })],
-  [/\/blobs\/([^/]+)$/, (name, m) => ({ route: 'blob', name, digest: digestOrThrow(m[1] ?? '') })],
+  [/\/blobs\/([^/]+)$/, (name, m) => ({ route: 'blob', name, digest: blobDigestOrThrow(m[1] ?? '') })],
   [/\/manifests\/([^/]+)$/, (name, m) => ({ route: 'manifest', name, reference: referenceOrThrow(m[1] ?? '') })],
   [/\/tags\/list$/, (name) => ({ route: 'tags', name })],
   [/\/referrers\/([^/]+)$/, (name, m) => ({ route: 'referrers', name, digest: digestOrThrow(m[1] ?? '') })],
@@ -34,11 +34,25 @@ function digestOrThrow(text: string): Digest {
   return digest;
 }
 
+/** Text not even shaped like a digest names no blob: 404, as the spec gives for a blob that does not exist. */
+function blobDigestOrThrow(text: string): Digest {
+  if (!looksLikeDigest(text)) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: text.slice(0, 200) });
+  return digestOrThrow(text);
+}
+
+/**
+ * A tag outside the grammar names no manifest, so it is one that does not exist: 404
+ * (the spec's answer for a manifest that does not exist, and registry:2's for every
+ * method). It never reaches the upstream or a cache key.
+ */
 function referenceOrThrow(text: string): Reference {
   if (looksLikeDigest(text)) return { kind: 'digest', digest: digestOrThrow(text) };
-  if (!isValidTag(text)) throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { tag: text.slice(0, 200) }, 400);
+  if (!isValidTag(text)) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown: the reference is not a valid tag', { tag: text.slice(0, 200) });
   return { kind: 'tag', tag: text };
 }
+
+// A '%' not followed by two hex digits: the request target is not a URI (RFC 3986 §2.1).
+const MALFORMED_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
 /**
  * `pathname` is the raw path without the query string. Returns undefined for paths
@@ -47,6 +61,9 @@ function referenceOrThrow(text: string): Reference {
 export function parseDistributionPath(pathname: string): DistributionRequest | undefined {
   if (pathname === '/v2' || pathname === '/v2/') return { route: 'base' };
   if (!pathname.startsWith('/v2/')) return undefined;
+  if (MALFORMED_PERCENT.test(pathname)) {
+    throw new RegistryError('NAME_INVALID', 'the request path is not a URI: a % must be followed by two hex digits', { path: pathname.slice(0, 300) });
+  }
   if (pathname === '/v2/_catalog') return { route: 'catalog' };
   const rest = pathname.slice(4);
   for (const [re, build] of SUFFIXES) {

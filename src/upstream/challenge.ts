@@ -9,13 +9,14 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
   if (!header) return undefined;
   const m = /^\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s*(.*)$/s.exec(header);
   if (!m) return undefined;
-  const params: Record<string, string> = {};
+  const entries: Array<[string, string]> = [];
   const re = /([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?\s*/gy;
   const rest = m[2] ?? '';
   for (let p = re.exec(rest); p; p = re.exec(rest)) {
-    params[(p[1] ?? '').toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] ?? '');
+    entries.push([(p[1] ?? '').toLowerCase(), p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] ?? '')]);
   }
-  return { scheme: (m[1] ?? '').toLowerCase(), params };
+  // fromEntries defines own properties: a parameter named __proto__ is kept, not swallowed by the prototype setter.
+  return { scheme: (m[1] ?? '').toLowerCase(), params: Object.fromEntries(entries) };
 }
 
 /** Serializes a challenge back, e.g. after its realm was rewritten. */

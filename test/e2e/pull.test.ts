@@ -205,10 +205,11 @@ describe('pull-through: images, manifests, ranges, pass-through routes, errors',
       [`/v2/${repo}/blobs/md5:${'0'.repeat(32)}`, 400, 'DIGEST_INVALID'],
       [`/v2/${repo}/blobs/sha256:${'G'.repeat(64)}`, 400, 'DIGEST_INVALID'],
       [`/v2/${repo}/blobs/sha512:${zero}`, 400, 'DIGEST_INVALID'],
-      [`/v2/${repo}/blobs/..%2f..%2fetc%2fpasswd`, 400, 'DIGEST_INVALID'],
+      [`/v2/${repo}/blobs/..%2f..%2fetc%2fpasswd`, 404, 'BLOB_UNKNOWN'],
       [`/v2/${repo}/manifests/sha256:${zero.slice(1)}`, 400, 'DIGEST_INVALID'],
-      [`/v2/${repo}/manifests/${'t'.repeat(129)}`, 400, 'MANIFEST_INVALID'],
-      [`/v2/${repo}/manifests/.hidden`, 400, 'MANIFEST_INVALID'],
+      [`/v2/${repo}/manifests/${'t'.repeat(129)}`, 404, 'MANIFEST_UNKNOWN'],
+      [`/v2/${repo}/manifests/.hidden`, 404, 'MANIFEST_UNKNOWN'],
+      [`/v2/${repo}/manifests/bad%tag`, 400, 'NAME_INVALID'],
     ];
     shim.reset();
     for (const [p, status, code] of cases) {

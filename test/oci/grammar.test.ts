@@ -51,7 +51,9 @@ test('request paths parse into one validated value', () => {
   assert.equal(code(`/v2/../etc/blobs/${d}`), 'NAME_INVALID');
   assert.equal(code('/v2/a/blobs/sha256:zz'), 'DIGEST_INVALID');
   assert.equal(code('/v2/a/manifests/sha256:zz'), 'DIGEST_INVALID');
-  assert.equal(code('/v2/a/manifests/bad%tag'), 'MANIFEST_INVALID');
+  assert.equal(code('/v2/a/manifests/.tag'), 'MANIFEST_UNKNOWN', 'a tag outside the grammar names no manifest');
+  assert.equal(code('/v2/a/manifests/bad%tag'), 'NAME_INVALID', 'a path that is not a URI');
+  assert.equal(code('/v2/a/blobs/latest'), 'BLOB_UNKNOWN', 'text not shaped like a digest names no blob');
   assert.equal(code('/v2/a/unknown'), 'NAME_UNKNOWN');
 });
 
