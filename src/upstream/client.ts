@@ -101,6 +101,8 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Gateway answers from an instance (or a balancer in front of it): an idempotent request tries the next one. */
 const NEXT_UPSTREAM = new Set([502, 503, 504]);
 const IDEMPOTENT = new Set(['GET', 'HEAD']);
+/** Bytes of an answer undici holds for certain whether or not it is read. */
+const SMALL_BODY = 16 * 1024;
 
 /** The instance took longer than upstream.headers_timeout to answer. */
 function isHeadersTimeout(err: unknown): boolean {
@@ -266,6 +268,10 @@ export class UpstreamClient {
     const path = instance.basePath + req.path;
     let res = await this.send(instance.pool, instance, { origin: instance.origin, path, method: req.method, headers, body: req.body, signal });
     if (res.statusCode === 401 && req.auth?.kind === 'edge' && !req.body) {
+      // A body past undici's buffer left unread across the token fetch can end the process when
+      // the connection closes (nodejs/undici#5360): a large one is dropped first (registries send a few bytes).
+      const length = Number(res.headers['content-length']);
+      if (!(length <= SMALL_BODY)) await res.body.dump();
       const authorization = await this.answerChallenge(res.headers['www-authenticate'], req.auth.scope);
       if (authorization) {
         await res.body.dump();
