@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { cacheProblems, descriptors, type Descriptors } from '../test/helpers/cache-invariants.js';
-import { logLines, startEdge } from '../test/helpers/edge.js';
+import { startEdge } from '../test/helpers/edge.js';
 import { waitFor } from '../test/helpers/proc.js';
 import { startRegistry, toYaml } from '../test/helpers/registry.js';
 import { startShim } from '../test/helpers/shim.js';
@@ -84,12 +84,12 @@ function minMax(xs: number[], unit: (x: number) => string): string {
 }
 
 /** The edge's warn, error and fatal lines; the log (an access line per request) is read line by line. */
-async function complaints(logFile: string): Promise<Array<{ msg?: string }>> {
+async function complaints(logFile: string): Promise<string[]> {
   const out: string[] = [];
   for await (const line of readline.createInterface({ input: fs.createReadStream(logFile), crlfDelay: Infinity })) {
     if (/"level":(40|50|60)[,}]/.test(line)) out.push(line);
   }
-  return logLines(out.join('\n'));
+  return out;
 }
 
 /** Runs the soak; resolves to the exit code (0 pass, 1 fail, 130 interrupted). */
@@ -193,7 +193,7 @@ export function soak(o: SoakOptions, signal: AbortSignal, log: (line: string) =>
     log(`upstream: ${upstreamBytes} bytes of blob GET bodies for ${uniqueBytes} bytes of unique blob content requested ` +
       `(${report.requestedBlobs.length} blobs): ratio ${ratio.toFixed(4)}${quiet ? '' : ' (upstream still busy after 30 s)'}`);
     log(`cache: ${problems.wrongBlobs.length} blobs not hashing to their name, ${problems.tempFiles.length} temp files left`);
-    log(`edge log: ${edgeComplaints.length} warn/error lines${edgeComplaints.slice(0, 5).map((l) => `\n  ${l.msg ?? ''}`).join('')}`);
+    log(`edge log: ${edgeComplaints.length} warn/error lines${edgeComplaints.slice(0, 8).map((l) => `\n  ${l.slice(0, 400)}`).join('')}`);
 
     const reasons = [
       ...(report.failed > 0 ? [`${report.failed} failed requests`] : []),
