@@ -75,12 +75,19 @@ interface Sample {
 const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
 const sized = (bytes: number): string => (bytes < MiB ? `${(bytes / 1024).toFixed(0)} KiB` : `${mib(bytes)} MiB`);
 
-function describeFds(d: Descriptors): string {
-  return `${d.total} descriptors (${d.sockets} sockets, ${d.files} files)`;
+const GONE: Descriptors = { total: 0, sockets: 0, files: 0 };
+
+/** Descriptors of `pid`, none once it has exited (a sample must not end the soak before it reports). */
+function descriptorsOf(pid: number): Descriptors {
+  try {
+    return descriptors(pid);
+  } catch {
+    return GONE;
+  }
 }
 
-function minMax(xs: number[], unit: (x: number) => string): string {
-  return xs.length === 0 ? 'no samples' : `${unit(Math.min(...xs))}-${unit(Math.max(...xs))}`;
+function describeFds(d: Descriptors): string {
+  return `${d.total} descriptors (${d.sockets} sockets, ${d.files} files)`;
 }
 
 /** The edge's warn, error and fatal lines; the log (an access line per request) is read line by line. */
@@ -143,13 +150,17 @@ export function soak(o: SoakOptions, signal: AbortSignal, log: (line: string) =>
       tick++;
       const counts = load.counts();
       const now = { done: counts.done, at: Date.now(), edgeCpu: cpuSeconds([pid]), ownCpu: cpuSeconds([process.pid]) };
-      const s: Sample = { seconds: (now.at - startedAt) / 1000, rss: rssBytes(pid) ?? 0, fds: descriptors(pid) };
-      samples.push(s);
       const wall = (now.at - last.at) / 1000;
       const share = (cpu: number): string => `${((cpu / wall) * 100).toFixed(0)}%`;
+      let edgeNow = 'edge exited';
+      if (edge.proc.running()) {
+        const s: Sample = { seconds: (now.at - startedAt) / 1000, rss: rssBytes(pid) ?? 0, fds: descriptorsOf(pid) };
+        samples.push(s);
+        edgeNow = `edge RSS ${mib(s.rss)} MiB, ${describeFds(s.fds)}, CPU ${share(now.edgeCpu - last.edgeCpu)}`;
+      }
       // The clients and the shim are this process: its CPU says whether they, not the edge, set the pace.
       log(`${String(tick * PERIOD_S).padStart(4)} s: ${now.done} requests (${((now.done - last.done) / wall).toFixed(0)}/s), ${counts.failed} failed; ` +
-        `edge RSS ${mib(s.rss)} MiB, ${describeFds(s.fds)}, CPU ${share(now.edgeCpu - last.edgeCpu)} (clients and shim ${share(now.ownCpu - last.ownCpu)}); ` +
+        `${edgeNow} (clients and shim ${share(now.ownCpu - last.ownCpu)}); ` +
         `upstream blob bytes ${mib(shim.stats.blobBodyBytes)} MiB; wanted ${load.wantedCount}/${items.length}`);
       last = now;
       load.want(wantedSlices[tick] ?? []);
@@ -173,9 +184,9 @@ export function soak(o: SoakOptions, signal: AbortSignal, log: (line: string) =>
     const uniqueBytes = report.requestedBlobs.reduce((a, [, size]) => a + size, 0);
     const ratio = uniqueBytes === 0 ? 1 : upstreamBytes / uniqueBytes;
     const afterClose = await waitFor(() => {
-      const d = descriptors(pid);
+      const d = descriptorsOf(pid);
       return d.sockets <= before.sockets + UPSTREAM_KEEPALIVE ? d : undefined;
-    }, { timeoutMs: 15_000, what: 'the client sockets to close' }).catch(() => descriptors(pid));
+    }, { timeoutMs: 15_000, what: 'the client sockets to close' }).catch(() => descriptorsOf(pid));
     const problems = await cacheProblems(edge.cacheDir);
     const edgeComplaints = await complaints(edge.proc.logFile);
 
@@ -186,9 +197,13 @@ export function soak(o: SoakOptions, signal: AbortSignal, log: (line: string) =>
     const lat = (xs: readonly number[]): string => `p50 ${percentile(xs, 0.5).toFixed(1)} ms, p99 ${percentile(xs, 0.99).toFixed(1)} ms (${xs.length})`;
     log(`latency (answered and checked): all ${lat(report.latencyMs.flatMap(([, xs]) => xs))}; ` +
       report.latencyMs.map(([kind, xs]) => `${kind} ${lat(xs)}`).join('; '));
-    log(`after warm-up (>= ${o.warmupSeconds} s, ${settled.length} samples): edge RSS ${minMax(settled.map((s) => s.rss), mib)} MiB, ` +
-      `descriptors ${minMax(settled.map((s) => s.fds.total), String)} (sockets ${minMax(settled.map((s) => s.fds.sockets), String)}, ` +
-      `files ${minMax(settled.map((s) => s.fds.files), String)})`);
+    const range = (f: (s: Sample) => number, unit: (x: number) => string = String): string => {
+      const xs = settled.map(f);
+      return `${unit(Math.min(...xs))}-${unit(Math.max(...xs))}`;
+    };
+    log(settled.length === 0 ? `after warm-up (>= ${o.warmupSeconds} s): no samples`
+      : `after warm-up (>= ${o.warmupSeconds} s, ${settled.length} samples): edge RSS ${range((s) => s.rss, mib)} MiB, ` +
+        `descriptors ${range((s) => s.fds.total)} (sockets ${range((s) => s.fds.sockets)}, files ${range((s) => s.fds.files)})`);
     log(`edge descriptors: before the load ${describeFds(before)}; after the clients closed ${describeFds(afterClose)}`);
     log(`upstream: ${upstreamBytes} bytes of blob GET bodies for ${uniqueBytes} bytes of unique blob content requested ` +
       `(${report.requestedBlobs.length} blobs): ratio ${ratio.toFixed(4)}${quiet ? '' : ' (upstream still busy after 30 s)'}`);
@@ -196,6 +211,7 @@ export function soak(o: SoakOptions, signal: AbortSignal, log: (line: string) =>
     log(`edge log: ${edgeComplaints.length} warn/error lines${edgeComplaints.slice(0, 8).map((l) => `\n  ${l.slice(0, 400)}`).join('')}`);
 
     const reasons = [
+      ...(edge.proc.running() ? [] : [`the edge exited (code ${String(await edge.proc.exited)})`]),
       ...(report.failed > 0 ? [`${report.failed} failed requests`] : []),
       ...(Math.abs(ratio - 1) > 0.01 ? [`upstream blob bytes ${ratio.toFixed(4)}x the unique content`] : []),
       ...(problems.wrongBlobs.length + problems.tempFiles.length > 0 ? ['cache problems'] : []),
