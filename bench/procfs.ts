@@ -1,17 +1,27 @@
-// /proc readers: peak RSS (VmHWM) and CPU time of processes, and the children of a process.
+// /proc readers: resident set (now and peak) and CPU time of processes, and the children of a process.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
-/** VmHWM (peak resident set) of `pid` in bytes, or undefined when it is gone. */
-export function peakRssBytes(pid: number): number | undefined {
+/** A `kB` field of /proc/<pid>/status in bytes, or undefined when the process is gone. */
+function statusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
   let text: string;
   try {
     text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
     return undefined;
   }
-  const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(text);
+  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, 'm').exec(text);
   return m?.[1] === undefined ? undefined : Number(m[1]) * 1024;
+}
+
+/** VmHWM (peak resident set) of `pid` in bytes, or undefined when it is gone. */
+export function peakRssBytes(pid: number): number | undefined {
+  return statusBytes(pid, 'VmHWM');
+}
+
+/** VmRSS (resident set now) of `pid` in bytes, or undefined when it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  return statusBytes(pid, 'VmRSS');
 }
 
 interface Stat {
@@ -87,4 +97,16 @@ export function childrenOf(pid: number): number[] {
 /** True while `pid` exists and its command name is `comm` (guards against reused pids). */
 export function isRunningAs(pid: number, comm: string): boolean {
   return readStat(pid)?.comm === comm;
+}
+
+/** The soft limit on open descriptors of `pid` (/proc/<pid>/limits), or undefined when it is gone or unlimited. */
+export function openFilesSoftLimit(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^Max open files\s+(\d+)\s/m.exec(text);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
 }
