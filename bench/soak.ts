@@ -75,7 +75,7 @@ interface Sample {
 const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
 const sized = (bytes: number): string => (bytes < MiB ? `${(bytes / 1024).toFixed(0)} KiB` : `${mib(bytes)} MiB`);
 
-const GONE: Descriptors = { total: 0, sockets: 0, files: 0 };
+const GONE: Descriptors = { total: 0, sockets: 0, files: 0, keptBlobs: 0 };
 
 /** Descriptors of `pid`, none once it has exited (a sample must not end the soak before it reports). */
 function descriptorsOf(pid: number): Descriptors {

@@ -109,6 +109,12 @@ function isHeadersTimeout(err: unknown): boolean {
   return (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
 }
 
+/** A connection closed under a request before any answer came. */
+function isResetConnection(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
+}
+
 /** Errors where the request never reached the upstream application, so trying another instance is safe. */
 function isConnectError(err: unknown): boolean {
   const code = (err as { code?: string }).code;
@@ -225,7 +231,7 @@ export class UpstreamClient {
       this.balancer.acquire(instance.url);
       let res: UpstreamResponse;
       try {
-        res = await this.requestInstance(instance, req, signal);
+        res = await this.requestOnInstance(instance, req, signal);
       } catch (err) {
         this.balancer.release(instance.url);
         if (req.signal?.aborted) throw err;
@@ -256,6 +262,21 @@ export class UpstreamClient {
       this.log.warn({ upstream: instance.label, status: res.status, method: req.method, path: req.path }, 'upstream failed, trying the next instance');
     }
     throw new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { cause: (lastError as Error | undefined)?.message });
+  }
+
+  /**
+   * A reused keep-alive connection that the instance (or a balancer in front of it) closed
+   * just as the request went out fails with a reset before any answer: a GET or HEAD is
+   * sent once more, on a new connection, before the instance counts a failure. Without
+   * this a zone with one upstream answered 503 for a connection the upstream had retired.
+   */
+  private async requestOnInstance(instance: Instance, req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
+    try {
+      return await this.requestInstance(instance, req, signal);
+    } catch (err) {
+      if (!isResetConnection(err) || req.body || !IDEMPOTENT.has(req.method) || signal?.aborted) throw err;
+      return this.requestInstance(instance, req, signal);
+    }
   }
 
   private async requestInstance(instance: Instance, req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {

@@ -86,13 +86,17 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       ...opts.env,
     },
   });
+  // An edge that never says it listens is stopped here: the caller has no handle on it yet.
   const line = await waitFor(
     () => {
       if (!proc.running()) throw new Error(`edge exited:\n${proc.logs()}`);
       return logLines<ListeningLine>(proc.logs()).find((l) => l.msg === 'registry-edge listening');
     },
     { what: 'the edge to listen' },
-  );
+  ).catch(async (err: unknown) => {
+    await proc.stop();
+    throw err;
+  });
   const host = line.httpAddress ?? '';
   const adminUrl = `http://${line.adminAddress ?? ''}`;
   return {

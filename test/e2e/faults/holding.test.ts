@@ -71,6 +71,18 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
     await assertClean();
   });
 
+  test('a kept-alive upstream connection reset as the request goes out: the GET is sent again and the client gets its blob', async () => {
+    const digest = await newBlob(64 * 1024);
+    stack.shim.reset();
+    stack.shim.setFault({ kind: 'reset', pathPattern: /\/blobs\//, method: 'GET', times: 1 });
+    const r = await fetchBlob(blobUrl(digest));
+    assert.equal(r.status, 200);
+    assert.equal(r.digest, digest);
+    assert.equal(stack.shim.stats.blobGets(digest), 2, 'the reset request and its one retry');
+    stack.shim.setFault(null);
+    await assertClean();
+  });
+
   test('429 with Retry-After from the upstream reaches the client as it is, and nothing is cached', async () => {
     const digest = await newBlob(64 * 1024);
     stack.shim.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '7' }, pathPattern: /\/blobs\//, method: 'GET', times: 1 });
