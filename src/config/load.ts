@@ -43,15 +43,24 @@ function setPath(tree: Tree, path: string, value: unknown): void {
   node[parts[parts.length - 1] as string] = value;
 }
 
-/** Dotted paths of every leaf in the file, to report keys the schema does not know. */
-function leafPaths(tree: Tree, prefix = ''): string[] {
+/** One problem line for each key in the file the schema does not know, named by its dotted path. */
+function unknownKeys(tree: Tree, prefix = ''): string[] {
   const out: string[] = [];
   for (const [key, value] of Object.entries(tree)) {
     const path = prefix ? `${prefix}.${key}` : key;
-    if (isTree(value) && !KEYS.some((k) => k.path === path)) out.push(...leafPaths(value, path));
-    else out.push(path);
+    // `log.level: debug` is one key named "log.level", never read (keys nest, as in registry:2); said so rather than ignored.
+    if (key.includes('.')) out.push(`${path}: unknown key ${show(key)}: keys do not take dots; nest them (${nested(key)})`);
+    else if (KEYS.some((k) => k.path === path)) continue;
+    else if (isTree(value)) out.push(...unknownKeys(value, path));
+    else out.push(`${path}: unknown key; see 'registry-edge config reference' for the keys`);
   }
   return out;
+}
+
+/** `log.level` as YAML nests it: `log: {level: ...}`. */
+function nested(dotted: string): string {
+  const parts = dotted.split('.');
+  return `${parts.map((part) => `${part}: `).join('{')}...${'}'.repeat(parts.length - 1)}`;
 }
 
 const show = (value: unknown): string => JSON.stringify(value) ?? String(value);
@@ -66,11 +75,20 @@ function validateUrl(text: string): string | undefined {
   }
 }
 
+/** `at least 1s` or `from 1s to 24d`: the range a numeric key allows, for problem lines. */
+function bounds(spec: KeySpec, unit: (n: number) => string): string {
+  const min = unit(spec.min ?? 0);
+  return spec.max === undefined ? `at least ${min}` : `from ${min} to ${unit(spec.max)}`;
+}
+
+/** Seconds as the config writes them: whole days as `24d`, the rest as `90s`. */
+const showSeconds = (s: number): string => (s >= 86400 && s % 86400 === 0 ? `${s / 86400}d` : `${s}s`);
+
 /** Returns [value] or a problem string. */
 function coerce(spec: KeySpec, raw: unknown, fromEnv: boolean): [unknown] | string {
   const where = fromEnv ? `${spec.path} (env ${envName(spec.path)})` : spec.path;
   const bad = (allowed: string): string => `${where}: ${show(raw)} is not allowed; expected ${allowed}`;
-  const tooSmall = (n: number): boolean => spec.min !== undefined && n < spec.min;
+  const outside = (n: number): boolean => (spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max);
   switch (spec.type) {
     case 'string':
       return typeof raw === 'string' ? [raw] : bad('a string');
@@ -80,17 +98,17 @@ function coerce(spec: KeySpec, raw: unknown, fromEnv: boolean): [unknown] | stri
       return bad('true or false');
     case 'int': {
       const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || tooSmall(n)) return bad(`an integer >= ${spec.min ?? 0}`);
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || outside(n)) return bad(`an integer (${bounds(spec, String)})`);
       return [n];
     }
     case 'bytes': {
       const n = parseBytes(raw);
-      if (n === undefined || tooSmall(n)) return bad(`a size like 1048576, 512MiB or 10GiB (at least ${spec.min ?? 0} bytes)`);
+      if (n === undefined || outside(n)) return bad(`a size like 1048576, 512MiB or 10GiB (${bounds(spec, (b) => `${b} bytes`)})`);
       return [n];
     }
     case 'duration': {
       const n = parseDuration(raw);
-      if (n === undefined || tooSmall(n)) return bad(`a duration like 30s, 5m, 1h or 7d (at least ${spec.min ?? 0}s)`);
+      if (n === undefined || outside(n)) return bad(`a duration like 30s, 5m, 1h or 7d (${bounds(spec, showSeconds)})`);
       return [n];
     }
     case 'enum':
@@ -171,9 +189,7 @@ export function loadConfig(options: LoadOptions): Config {
       throw new ConfigError([`${options.file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
     }
   }
-  for (const path of leafPaths(tree)) {
-    if (!KEYS.some((k) => k.path === path)) problems.push(`${path}: unknown key; see 'registry-edge config reference' for the keys`);
-  }
+  problems.push(...unknownKeys(tree));
   const out: Tree = {};
   for (const spec of KEYS) {
     const fromEnv = env[envName(spec.path)];
@@ -224,6 +240,7 @@ function deepFreeze<T>(value: T): T {
 
 /** The key table as Markdown, for the README and `config reference`. */
 export function configReference(): string {
-  const rows = KEYS.map((k) => `| \`${k.path}\` | \`${envName(k.path)}\` | ${k.type}${k.values ? ` (${k.values.join(', ')})` : ''} | \`${show(k.default)}\` | ${k.doc} |`);
+  const limit = (k: KeySpec): string => (k.max === undefined ? '' : `, at most ${k.type === 'duration' ? showSeconds(k.max) : k.max}`);
+  const rows = KEYS.map((k) => `| \`${k.path}\` | \`${envName(k.path)}\` | ${k.type}${k.values ? ` (${k.values.join(', ')})` : ''}${limit(k)} | \`${show(k.default)}\` | ${k.doc} |`);
   return ['| key | env | type | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -12,9 +12,17 @@ export interface KeySpec {
   readonly doc: string;
   readonly values?: readonly string[];
   readonly min?: number;
+  /** Largest value (seconds for durations); keys that feed timers have one. */
+  readonly max?: number;
   /** '' is allowed and means "off" (for addr and url keys). */
   readonly optional?: boolean;
 }
+
+/**
+ * Longest duration a key that feeds a timer takes: a Node timer holds at most 2^31-1 ms
+ * (~24.8 days), and a longer one fires after 1 ms with a TimeoutOverflowWarning.
+ */
+export const TIMER_MAX = 24 * 86400;
 
 export const KEYS: readonly KeySpec[] = [
   { path: 'log.level', type: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'pino log level; access log lines are at info.' },
@@ -25,20 +33,20 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'http.tls.key', type: 'string', default: '', doc: 'PEM private key for http.tls.certificate.' },
   { path: 'http.plain_addr', type: 'addr', optional: true, default: '', doc: 'Optional second listener speaking plain HTTP (in-cluster clients); empty: off.' },
   { path: 'http.trusted_proxies', type: 'strings', default: [], doc: 'Peers (IPs or CIDRs) whose X-Forwarded-For / X-Real-IP are believed (LVS/F5 in front); others are taken by their socket address.' },
-  { path: 'http.headers_timeout', type: 'duration', default: '60s', min: 1, doc: 'Time a client has to send its request headers (nginx client_header_timeout); also the time a new connection may stay silent and a TLS handshake may take.' },
-  { path: 'http.idle_timeout', type: 'duration', default: '75s', min: 1, doc: 'Keep-alive idle time of client connections.' },
-  { path: 'http.body_timeout', type: 'duration', default: '900s', min: 1, doc: 'Longest pause in a request or response body before the connection is closed (nginx proxy_read_timeout).' },
+  { path: 'http.headers_timeout', type: 'duration', default: '60s', min: 1, max: TIMER_MAX, doc: 'Time a client has to send its request headers (nginx client_header_timeout); also the time a new connection may stay silent and a TLS handshake may take.' },
+  { path: 'http.idle_timeout', type: 'duration', default: '75s', min: 1, max: TIMER_MAX, doc: 'Keep-alive idle time of client connections.' },
+  { path: 'http.body_timeout', type: 'duration', default: '900s', min: 1, max: TIMER_MAX, doc: 'Longest pause in a request or response body before the connection is closed (nginx proxy_read_timeout).' },
   { path: 'http.max_connections', type: 'int', default: 4096, min: 1, doc: 'Client connections of all client listeners together (nginx worker_connections). Near it the longest-idle connections are closed so a new client is served; at it, with none idle, new connections are closed on arrival (a warn line every 10 s). Kept below the descriptor limit (RLIMIT_NOFILE): when it is not comfortably below, the edge warns at start and uses what fits.' },
-  { path: 'http.shutdown_timeout', type: 'duration', default: '8s', min: 0, doc: 'On SIGTERM/SIGINT: how long in-flight responses and fills may go on (nginx worker_shutdown_timeout); then connections are cut, fills aborted, their temp files removed, and the process exits 0. Keep it below the runtime\'s kill grace (docker stop: 10 s, Kubernetes: 30 s).' },
+  { path: 'http.shutdown_timeout', type: 'duration', default: '8s', min: 0, max: TIMER_MAX, doc: 'On SIGTERM/SIGINT: how long in-flight responses and fills may go on (nginx worker_shutdown_timeout); then connections are cut, fills aborted, their temp files removed, and the process exits 0. Keep it below the runtime\'s kill grace (docker stop: 10 s, Kubernetes: 30 s).' },
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
   { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry instances: URLs, or {url, weight, max_fails, fail_timeout, backup} as nginx server lines. Env: comma-separated URLs. Reloaded on SIGHUP.' },
   { path: 'upstream.balance', type: 'enum', default: 'ip_hash', values: ['ip_hash', 'round_robin', 'least_conn'], doc: 'How a request picks an instance. ip_hash: by client address (IPv4 /24, whole IPv6) with rendezvous hashing, so removing an instance moves only its clients.' },
   { path: 'upstream.host_header', type: 'enum', default: 'upstream', values: ['upstream', 'client'], doc: 'Host sent upstream on passed-through requests: the instance\'s own, or the client\'s (nginx proxy_set_header Host $host).' },
-  { path: 'upstream.health.interval', type: 'duration', default: '5s', min: 0, doc: 'Active health check period (GET /v2/ on each instance; any HTTP answer below 500 is healthy); 0 turns it off.' },
-  { path: 'upstream.health.timeout', type: 'duration', default: '2s', min: 0.001, doc: 'Timeout of one active health check.' },
-  { path: 'upstream.connect_timeout', type: 'duration', default: '10s', min: 0.001, doc: 'TCP+TLS connect timeout to an upstream instance.' },
-  { path: 'upstream.headers_timeout', type: 'duration', default: '60s', min: 0.001, doc: 'Time the upstream has to answer with headers.' },
-  { path: 'upstream.body_timeout', type: 'duration', default: '900s', min: 0.001, doc: 'Longest pause between two chunks of an upstream body.' },
+  { path: 'upstream.health.interval', type: 'duration', default: '5s', min: 0, max: TIMER_MAX, doc: 'Active health check period (GET /v2/ on each instance; any HTTP answer below 500 is healthy); 0 turns it off.' },
+  { path: 'upstream.health.timeout', type: 'duration', default: '2s', min: 0.001, max: TIMER_MAX, doc: 'Timeout of one active health check.' },
+  { path: 'upstream.connect_timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'TCP+TLS connect timeout to an upstream instance.' },
+  { path: 'upstream.headers_timeout', type: 'duration', default: '60s', min: 0.001, max: TIMER_MAX, doc: 'Time the upstream has to answer with headers.' },
+  { path: 'upstream.body_timeout', type: 'duration', default: '900s', min: 0.001, max: TIMER_MAX, doc: 'Longest pause between two chunks of an upstream body.' },
   { path: 'upstream.connections', type: 'int', default: 64, min: 1, doc: 'Keep-alive connections per upstream instance.' },
   { path: 'upstream.max_redirects', type: 'int', default: 3, min: 0, doc: 'Redirects followed for a blob (registry to object storage).' },
   { path: 'upstream.auth.username', type: 'string', default: '', doc: 'Basic credentials of the edge itself, for its token requests and basic challenges.' },
@@ -59,16 +67,16 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.maxsize', type: 'bytes', default: '10GiB', min: 1, doc: 'Disk budget of the cache: committed blobs, manifests and fills in progress (their announced size) together stay within it; least recently used blobs are evicted to make room. Tags and membership.log are small metadata outside it.' },
   { path: 'cache.tag_ttl', type: 'duration', default: '60s', min: 0, doc: 'How long a tag-to-digest mapping is served without asking the upstream (HEAD revalidation after it).' },
   { path: 'cache.max_stale', type: 'duration', default: '7d', min: 0, doc: 'How old a tag mapping may be and still be served while the upstream is unreachable or failing.' },
-  { path: 'cache.revalidate_timeout', type: 'duration', default: '5s', min: 0.001, doc: 'How long a tag revalidation (the HEAD after cache.tag_ttl) may take when a copy within cache.max_stale exists; after it the stale copy is served. Without such a copy the request waits upstream.headers_timeout.' },
+  { path: 'cache.revalidate_timeout', type: 'duration', default: '5s', min: 0.001, max: TIMER_MAX, doc: 'How long a tag revalidation (the HEAD after cache.tag_ttl) may take when a copy within cache.max_stale exists; after it the stale copy is served. Without such a copy the request waits upstream.headers_timeout.' },
   { path: 'cache.manifest_max_bytes', type: 'bytes', default: '4MiB', min: 1024, doc: 'Largest manifest accepted from the upstream (registry:2 uses 4 MiB).' },
   { path: 'cache.fsync', type: 'bool', default: true, doc: 'fsync a fill before it is committed, so a crash never leaves a torn blob.' },
   { path: 'cache.fill_gc_every', type: 'bytes', default: '8MiB', min: 0, doc: 'A minor V8 garbage collection after this many bytes received by fills, so the upstream read buffers are freed and reused before tens of MiB of them pile up (peak RSS ~15 MiB lower, fills no slower); 0: leave it to V8.' },
   { path: 'cache.sync_read_max', type: 'duration', default: '1ms', min: 0, doc: 'Cached blobs are read on the event loop (like nginx without `aio threads`) while each 256 KiB read takes at most this (the page cache has it); after a slower read the rest of that copy uses the thread pool. 0: always the thread pool (for a slow cache disk).' },
   { path: 'cache.open_files', type: 'int', default: 256, min: 0, doc: 'Descriptors of cached blobs kept open between requests, as nginx open_file_cache max (a hit then costs no open, fstat and close); least recently used beyond it are closed. 0: open and close per request.' },
-  { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
+  { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, max: TIMER_MAX, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
   { path: 'cache.max_blob_size', type: 'bytes', default: '0', min: 0, doc: 'Largest blob kept in the cache; a larger one is streamed to its clients (still verified) and not kept. 0: half of cache.maxsize. Never more than cache.maxsize.' },
-  { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
-  { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
+  { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
+  { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
 export interface UpstreamConfig {

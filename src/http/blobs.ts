@@ -3,24 +3,46 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Digest } from '../oci/grammar.js';
 import { parseRange } from '../oci/range.js';
 import type { BlobService } from '../proxy/blob-service.js';
+import { ifNoneMatchHits, ifRangeHolds } from './conditional.js';
 import { header, type Exchange } from './exchange.js';
 import { API_VERSION_HEADER } from './respond.js';
 
-function blobHeaders(digest: Digest): OutgoingHttpHeaders {
+const etagOf = (digest: Digest): string => `"${digest.value}"`;
+
+/** What a 304 carries too (RFC 9110 §15.4.5): the validator and the caching fields. */
+function validatorHeaders(digest: Digest): OutgoingHttpHeaders {
   return {
-    'content-type': 'application/octet-stream',
     'docker-content-digest': digest.value,
-    etag: `"${digest.value}"`,
-    'accept-ranges': 'bytes',
+    etag: etagOf(digest),
     // Content addressed: the bytes behind a digest never change.
     'cache-control': 'max-age=31536000',
     [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
   };
 }
 
-export async function headBlob(ex: Exchange, blobs: BlobService, name: string, digest: Digest): Promise<void> {
+function blobHeaders(digest: Digest): OutgoingHttpHeaders {
+  return { ...validatorHeaders(digest), 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+}
+
+/** The blob exists (the store, a fill in flight or the upstream's HEAD say so); nothing is fetched. */
+async function headOf(ex: Exchange, blobs: BlobService, name: string, digest: Digest): Promise<number | undefined> {
   const { size, source } = await blobs.head({ name, digest, range: undefined, authorization: header(ex.req, 'authorization') });
   ex.cache = source === 'upstream' ? 'miss' : source === 'fill' ? 'follow' : 'hit';
+  return size;
+}
+
+/** If-None-Match names the blob's tag: the client has the bytes (§13.1.2); no fill is started for it. */
+async function notModified(ex: Exchange, blobs: BlobService, name: string, digest: Digest): Promise<void> {
+  await headOf(ex, blobs, name, digest);
+  ex.res.writeHead(304, validatorHeaders(digest));
+  ex.res.end();
+}
+
+const unchanged = (ex: Exchange, digest: Digest): boolean => ifNoneMatchHits(header(ex.req, 'if-none-match'), etagOf(digest));
+
+export async function headBlob(ex: Exchange, blobs: BlobService, name: string, digest: Digest): Promise<void> {
+  if (unchanged(ex, digest)) return notModified(ex, blobs, name, digest);
+  const size = await headOf(ex, blobs, name, digest);
   const headers = blobHeaders(digest);
   if (size !== undefined) headers['content-length'] = size;
   ex.res.writeHead(200, headers);
@@ -28,10 +50,13 @@ export async function headBlob(ex: Exchange, blobs: BlobService, name: string, d
 }
 
 export async function getBlob(ex: Exchange, blobs: BlobService, name: string, digest: Digest): Promise<void> {
+  if (unchanged(ex, digest)) return notModified(ex, blobs, name, digest);
+  // A Range under an If-Range that names other bytes is ignored: the whole blob (§13.1.5).
+  const ranged = ifRangeHolds(header(ex.req, 'if-range'), etagOf(digest));
   const body = await blobs.get({
     name,
     digest,
-    range: parseRange(header(ex.req, 'range')),
+    range: ranged ? parseRange(header(ex.req, 'range')) : undefined,
     authorization: header(ex.req, 'authorization'),
   });
   ex.cache = body.source === 'cache' ? 'hit' : 'fill';

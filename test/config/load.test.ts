@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { ConfigError, configReference, loadConfig } from '../../src/config/load.js';
-import { KEYS, envName } from '../../src/config/schema.js';
+import { KEYS, TIMER_MAX, envName } from '../../src/config/schema.js';
 import { parseBytes, parseDuration } from '../../src/config/units.js';
 import { EDGE_BIN } from '../helpers/edge.js';
 import { removeDir, run, tempDir } from '../helpers/proc.js';
@@ -93,4 +93,83 @@ test('the CLI exits 2 on a bad config with one line per problem', async () => {
 test('the reference lists every key with its env name', () => {
   const ref = configReference();
   for (const k of KEYS) assert.ok(ref.includes(`\`${envName(k.path)}\``), k.path);
+});
+
+/** The problem lines of a config that must not load. */
+function problemsOf(options: Parameters<typeof loadConfig>[0]): readonly string[] {
+  try {
+    loadConfig(options);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.problems;
+  }
+  return assert.fail('expected a ConfigError');
+}
+
+test('a dotted key in the file is reported by name, not silently ignored', () => {
+  const file = path.join(dir, 'dotted.yaml');
+  writeFileSync(file, '"log.level": debug\ncache:\n  "tag.ttl": 5s\n  maxsize: 1GiB\n');
+  assert.deepEqual(problemsOf({ file, env: {} }), [
+    'log.level: unknown key "log.level": keys do not take dots; nest them (log: {level: ...})',
+    'cache.tag.ttl: unknown key "tag.ttl": keys do not take dots; nest them (tag: {ttl: ...})',
+  ]);
+  // Nested, the same settings load.
+  writeFileSync(file, 'log:\n  level: debug\ncache:\n  tag_ttl: 5s\n');
+  const config = loadConfig({ file, env: {} });
+  assert.equal(config.log.level, 'debug');
+  assert.equal(config.cache.tag_ttl, 5);
+});
+
+// What each duration key feeds, read from its use in src/: a timer (setTimeout, setInterval,
+// socket and undici timeouts) or a comparison with an age or a measured time.
+const TIMERS = [
+  'http.headers_timeout', 'http.idle_timeout', 'http.body_timeout', 'http.shutdown_timeout',
+  'upstream.health.interval', 'upstream.health.timeout', 'upstream.connect_timeout', 'upstream.headers_timeout', 'upstream.body_timeout',
+  'cache.revalidate_timeout', 'cache.open_files_idle', 'cache.write_retry_interval', 'startup.timeout',
+];
+const COMPARED = ['auth.token.leeway', 'auth.check.ttl', 'cache.tag_ttl', 'cache.max_stale', 'cache.sync_read_max'];
+const NODE_TIMER_MAX_MS = 2 ** 31 - 1;
+
+test('every duration key is a timer with a maximum that fits a Node timer, or a comparison without one', () => {
+  const durations = KEYS.filter((k) => k.type === 'duration');
+  assert.deepEqual(durations.map((k) => k.path).sort(), [...TIMERS, ...COMPARED].sort(), 'each duration key is classified');
+  for (const k of durations) {
+    if (TIMERS.includes(k.path)) assert.ok(k.max !== undefined && k.max * 1000 <= NODE_TIMER_MAX_MS, `${k.path}: max ${k.max}`);
+    else assert.equal(k.max, undefined, k.path);
+  }
+  assert.equal(TIMER_MAX, 24 * 86400);
+});
+
+test('a timer duration past 24d is refused with one line naming the key and the range; 24d loads', () => {
+  for (const key of TIMERS) {
+    const env = envName(key);
+    assert.deepEqual(problemsOf({ env: { [env]: '24d1s' } }), [
+      `${key} (env ${env}): "24d1s" is not allowed; expected a duration like 30s, 5m, 1h or 7d (from ${KEYS.find((k) => k.path === key)?.min}s to 24d)`,
+    ]);
+    const config = loadConfig({ env: { [env]: '24d' } });
+    let value: unknown = config;
+    for (const part of key.split('.')) value = (value as Record<string, unknown>)[part];
+    assert.equal(value, TIMER_MAX, key);
+  }
+  const file = path.join(dir, 'long.yaml');
+  writeFileSync(file, 'upstream:\n  body_timeout: 30d\n');
+  assert.deepEqual(problemsOf({ file, env: {} }), ['upstream.body_timeout: "30d" is not allowed; expected a duration like 30s, 5m, 1h or 7d (from 0.001s to 24d)']);
+});
+
+test('durations compared with ages keep taking long values', () => {
+  const env = Object.fromEntries(COMPARED.map((key) => [envName(key), '400d']));
+  const config = loadConfig({ env });
+  assert.equal(config.cache.max_stale, 400 * 86400);
+  assert.equal(config.cache.tag_ttl, 400 * 86400);
+  assert.equal(config.auth.check.ttl, 400 * 86400);
+});
+
+test('the CLI refuses a timer past what Node holds before anything starts, with exit code 2', async () => {
+  const r = await run(process.execPath, [EDGE_BIN, 'config', 'check', '--config', 'config/registry-edge.yaml'], {
+    env: { ...process.env, REGISTRY_EDGE_CACHE_WRITE_RETRY_INTERVAL: '30d' },
+  });
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /cache\.write_retry_interval \(env REGISTRY_EDGE_CACHE_WRITE_RETRY_INTERVAL\): "30d" is not allowed; .*to 24d/);
+  assert.doesNotMatch(r.stderr, /TimeoutOverflowWarning/);
 });

@@ -50,6 +50,8 @@ function checkLoaded(config: Config): void {
     const v = valueAt(config, spec);
     if (spec.type === 'bytes' || spec.type === 'int') assert.ok(typeof v === 'number' && Number.isSafeInteger(v) && v >= (spec.min ?? 0), `${spec.path} = ${String(v)}`);
     if (spec.type === 'duration') assert.ok(typeof v === 'number' && Number.isFinite(v) && v >= (spec.min ?? 0), `${spec.path} = ${String(v)}`);
+    // A key with a maximum feeds a timer: what it loads must fit one (2^31-1 ms), or Node fires it after 1 ms.
+    if (spec.max !== undefined) assert.ok(typeof v === 'number' && v <= spec.max && (spec.type !== 'duration' || v * 1000 <= 2 ** 31 - 1), `${spec.path} = ${String(v)}`);
   }
 }
 
@@ -113,6 +115,22 @@ test('loadConfig with a random file: sane values, or ConfigError lines that each
     // Unknown keys are reported by their own path, wherever they sit in the tree.
     load({ file, env: {} }, [...paths, ...leafPaths(tree)]);
   }), { numRuns: 500 });
+});
+
+test('loadConfig with dotted keys in the file: each is a problem line naming it, never a silently ignored setting', () => {
+  const dotted = fc.oneof(fc.constantFrom(...KEYS.map((k) => k.path).filter((p) => p.includes('.'))), fc.constantFrom('a.b', 'log.', '.x', 'cache..dir'));
+  fc.assert(fc.property(dotted, fc.oneof(envValue, fc.jsonValue({ maxDepth: 1 })), fc.nat(), (key, value, n) => {
+    const file = path.join(dir, `d${n}.yaml`);
+    writeFileSync(file, JSON.stringify({ [key]: value }));
+    try {
+      loadConfig({ file, env: {} });
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, `threw ${String(err)}`);
+      assert.ok(err.problems.some((line) => line.startsWith(`${key}: unknown key ${JSON.stringify(key)}`)), err.problems.join('\n'));
+      return;
+    }
+    assert.fail(`${key} in the file loaded`);
+  }), { numRuns: 300 });
 });
 
 function leafPaths(tree: unknown, prefix = ''): string[] {
