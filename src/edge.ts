@@ -42,6 +42,9 @@ export interface RunningEdge {
 }
 
 const READY_TIMEOUT_MS = 2_000;
+
+/** Config durations are seconds; timers and lru-cache TTLs want whole milliseconds (1.1 * 1000 is 1100.0000000000002). */
+const ms = (seconds: number): number => Math.round(seconds * 1000);
 /** After http.shutdown_timeout, how long aborted fills get to remove their temp files before the process exits anyway. */
 const ABORT_GRACE_MS = 2_000;
 
@@ -59,7 +62,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onEvict: () => metrics.evictions.inc(),
     onSlowRead: () => metrics.slowReads.inc(),
   });
-  const writability = new Writability(layout.tmp, config.cache.write_retry_interval * 1000, {
+  const writability = new Writability(layout.tmp, ms(config.cache.write_retry_interval), {
     onChange: (writable, cause) => {
       metrics.cacheWritable.set(writable ? 1 : 0);
       if (writable) log.info({ cacheDir: layout.root }, 'cache writable again: caching resumed');
@@ -96,15 +99,15 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     {
       servers: upstreamServers(config),
       balance: up.balance,
-      connectTimeoutMs: up.connect_timeout * 1000,
-      headersTimeoutMs: up.headers_timeout * 1000,
-      bodyTimeoutMs: up.body_timeout * 1000,
+      connectTimeoutMs: ms(up.connect_timeout),
+      headersTimeoutMs: ms(up.headers_timeout),
+      bodyTimeoutMs: ms(up.body_timeout),
       connections: up.connections,
       maxRedirects: up.max_redirects,
       credentials: up.auth.username ? { username: up.auth.username, password: up.auth.password } : undefined,
       realms: up.auth.realms,
-      healthIntervalMs: up.health.interval * 1000,
-      healthTimeoutMs: up.health.timeout * 1000,
+      healthIntervalMs: ms(up.health.interval),
+      healthTimeoutMs: ms(up.health.timeout),
     },
     metrics,
     log,
@@ -117,9 +120,9 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     manifestStore,
     upstream,
     {
-      tagTtlMs: config.cache.tag_ttl * 1000,
-      maxStaleMs: config.cache.max_stale * 1000,
-      revalidateTimeoutMs: config.cache.revalidate_timeout * 1000,
+      tagTtlMs: ms(config.cache.tag_ttl),
+      maxStaleMs: ms(config.cache.max_stale),
+      revalidateTimeoutMs: ms(config.cache.revalidate_timeout),
       maxBytes: config.cache.manifest_max_bytes,
       mode,
       membership,
@@ -127,7 +130,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     metrics,
     log,
   );
-  const tokenAgent = new Agent({ connect: { timeout: up.connect_timeout * 1000 } });
+  const tokenAgent = new Agent({ connect: { timeout: ms(up.connect_timeout) } });
   const router = createRouter({
     blobs,
     manifests,
@@ -140,16 +143,16 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     authorizer: await createAuthorizer(config),
     publicHost: config.http.host,
     trustedProxies: parseTrustedProxies(config.http.trusted_proxies),
-    token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: up.headers_timeout * 1000 },
+    token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: ms(up.headers_timeout) },
     manifestMaxBytes: config.cache.manifest_max_bytes,
     metrics,
     descriptors,
     log,
   });
 
-  const headersTimeoutMs = config.http.headers_timeout * 1000;
-  const bodyTimeoutMs = config.http.body_timeout * 1000;
-  const serverOptions = clientServerOptions(headersTimeoutMs, config.http.idle_timeout * 1000);
+  const headersTimeoutMs = ms(config.http.headers_timeout);
+  const bodyTimeoutMs = ms(config.http.body_timeout);
+  const serverOptions = clientServerOptions(headersTimeoutMs, ms(config.http.idle_timeout));
   const { certificate, key } = config.http.tls;
   const tls = certificate && key
     ? await underKey('http.tls.certificate', `cannot load ${certificate} with ${key}`, TlsListener.create({ certificate, key }, serverOptions, router, log))
@@ -191,7 +194,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
      * upstream, which fails the fills reading from it, so they remove their temp files.
      */
     async close() {
-      const shutdownMs = config.http.shutdown_timeout * 1000;
+      const shutdownMs = ms(config.http.shutdown_timeout);
       tls?.stopWatching();
       connections.drain();
       const serversClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
@@ -215,12 +218,12 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
 async function createAuthorizer(config: Config): Promise<Authorizer> {
   const { mode, token, check, htpasswd } = config.auth;
   if (mode === 'public' && htpasswd.path) {
-    const users = await Htpasswd.load(htpasswd.path, check.ttl * 1000).catch((err: Error) => {
+    const users = await Htpasswd.load(htpasswd.path, ms(check.ttl)).catch((err: Error) => {
       throw new ConfigError([`auth.htpasswd.path: ${err.message}`]);
     });
-    return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: check.ttl * 1000 });
+    return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: ms(check.ttl) });
   }
-  if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: check.ttl * 1000 });
+  if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: ms(check.ttl) });
   const verifier = new TokenVerifier({
     issuer: token.issuer,
     service: token.service,
@@ -230,7 +233,7 @@ async function createAuthorizer(config: Config): Promise<Authorizer> {
     leewaySeconds: token.leeway,
   });
   const realm = (base: string): string => token.realm || `${base}${config.token.path}`;
-  return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: check.ttl * 1000 });
+  return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: ms(check.ttl) });
 }
 
 /** Whether `work` settled within `ms` (its outcome is the caller's to read elsewhere). */
@@ -246,5 +249,5 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
 }
 
 function upstreamServers(config: Config): UpstreamServer[] {
-  return config.upstreams.map((u) => ({ url: u.url, weight: u.weight, maxFails: u.max_fails, failTimeoutMs: u.fail_timeout * 1000, backup: u.backup }));
+  return config.upstreams.map((u) => ({ url: u.url, weight: u.weight, maxFails: u.max_fails, failTimeoutMs: ms(u.fail_timeout), backup: u.backup }));
 }

@@ -72,7 +72,7 @@ export class OpenFiles {
 
   constructor(options: OpenFilesOptions) {
     if (options.max <= 0) return;
-    const idleMs = Math.max(1, options.idleSeconds * 1000);
+    const idleMs = Math.max(1, Math.round(options.idleSeconds * 1000));
     this.lru = new LRUCache<string, Entry>({
       max: options.max,
       ttl: idleMs,

@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EDGE_BIN } from '../../helpers/edge.js';
+import { EDGE_BIN, startEdge } from '../../helpers/edge.js';
 import { mountTmpfs, type SmallFs } from '../../helpers/mount.js';
-import { removeDir, run, tempDir, type RunResult } from '../../helpers/proc.js';
+import { httpRequest, removeDir, run, tempDir, type RunResult } from '../../helpers/proc.js';
 
 /** Long enough for a loaded machine; a start-up that hangs instead of failing ends here (timedOut). */
 const RUN_BOUND_MS = 60_000;
@@ -276,6 +276,21 @@ describe('command line', () => {
       assert.equal(first, line);
       assert.equal(second, 'usage:');
       assert.equal(r.stdout, '');
+    }
+  });
+});
+
+describe('durations', () => {
+  test('durations that are no whole number of milliseconds once multiplied (1.1s, 1.5ms) start the edge', async () => {
+    const edge = await startEdge({
+      workDir: work,
+      upstreams: ['http://127.0.0.1:9'],
+      env: { REGISTRY_EDGE_CACHE_OPEN_FILES_IDLE: '1.5ms', REGISTRY_EDGE_AUTH_CHECK_TTL: '1.1s', REGISTRY_EDGE_UPSTREAM_CONNECT_TIMEOUT: '1.1s' },
+    });
+    try {
+      assert.equal((await httpRequest(`${edge.adminUrl}/healthz`)).status, 200);
+    } finally {
+      await edge.stop();
     }
   });
 });
