@@ -112,9 +112,10 @@ export class ManifestService {
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
     const stored = await this.store.get(digest);
+    if (stored && !accepts(req.accepted, stored.mediaType)) return PASS;
     if (stored) {
       if (!this.policy.membership.has(digest.value, req.name)) await this.confirmMember(req, digest);
-      return accepts(req.accepted, stored.mediaType) ? { kind: 'stored', manifest: stored, source: 'hit' } : PASS;
+      return { kind: 'stored', manifest: stored, source: 'hit' };
     }
     // Bytes that hash to the digest asked for are the canonical manifest whatever Accept fetched them.
     return this.coalesce(`${req.name}\n${digest.value}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`, async () => {
