@@ -3,15 +3,20 @@
  * under that repository, or from a manifest of that repository naming it). A digest
  * cached for one repository is served under another only after the upstream confirms
  * it is there. Kept in memory and in an append-only log, replayed at start, so the
- * knowledge survives a restart while the centre is down.
+ * knowledge survives a restart while the centre is down. A repository forgets a digest
+ * when the upstream accepted its DELETE there; the removal is logged too, so it holds
+ * across a restart.
  *
- * Log format, one line per fact: `<digest> <repository>\n` (both validated before they get here).
+ * Log format, one line per fact: `<digest> <repository>\n`, or `- <digest> <repository>\n`
+ * for a removal (both validated before they get here); replayed in order.
  */
 import { createReadStream } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isValidName, parseDigest } from '../oci/grammar.js';
+
+const REMOVAL = '- ';
 
 export class Membership {
   private readonly file: string;
@@ -27,9 +32,12 @@ export class Membership {
     try {
       const lines = createInterface({ input: createReadStream(this.file), crlfDelay: Infinity });
       for await (const line of lines) {
-        const [digest, repo] = line.split(' ');
+        const removal = line.startsWith(REMOVAL);
+        const [digest, repo] = (removal ? line.slice(REMOVAL.length) : line).split(' ');
         // A torn last line (crash mid-append) fails the grammar and is skipped.
-        if (digest && repo && parseDigest(digest) && isValidName(repo)) this.remember(digest, repo);
+        if (!digest || !repo || !parseDigest(digest) || !isValidName(repo)) continue;
+        if (removal) this.forget(digest, repo);
+        else this.remember(digest, repo);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -46,10 +54,30 @@ export class Membership {
     for (const digest of digests) {
       if (this.remember(digest, repo)) lines += `${digest} ${repo}\n`;
     }
+    return this.append(lines);
+  }
+
+  /** Records that `repo` no longer holds each of `digests`; resolves once the removals are on disk. */
+  remove(repo: string, digests: Iterable<string>): Promise<void> {
+    let lines = '';
+    for (const digest of digests) {
+      if (this.forget(digest, repo)) lines += `${REMOVAL}${digest} ${repo}\n`;
+    }
+    return this.append(lines);
+  }
+
+  private append(lines: string): Promise<void> {
     if (!lines) return this.pending;
     // Appends are chained so lines never interleave.
     this.pending = this.pending.then(() => appendFile(this.file, lines)).catch(() => undefined);
     return this.pending;
+  }
+
+  private forget(digest: string, repo: string): boolean {
+    const set = this.repos.get(digest);
+    if (!set?.delete(repo)) return false;
+    if (set.size === 0) this.repos.delete(digest);
+    return true;
   }
 
   private remember(digest: string, repo: string): boolean {

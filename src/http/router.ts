@@ -20,7 +20,7 @@ import { getBlob, headBlob } from './blobs.js';
 import { exhaustionCode, type DescriptorAlarm } from './descriptors.js';
 import type { Exchange } from './exchange.js';
 import { forward, type ForwardSettings } from './forward.js';
-import { pushManifest, serveManifest } from './manifests.js';
+import { deleteManifest, pushManifest, serveManifest } from './manifests.js';
 import { API_VERSION_HEADER, sendError } from './respond.js';
 import { publicBase, rewriteRealm } from './rewrite.js';
 import { forwardToken } from './token-route.js';
@@ -61,13 +61,16 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterD
       if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
       if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
       if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
-      if (method === 'DELETE') return void (await forward(ex, deps.forward, clientOwn));
+      if (method === 'DELETE') {
+        const { name, digest } = parsed;
+        return void (await forward(ex, deps.forward, { ...clientOwn, beforeReply: async (res) => void (res.status === 202 && (await deps.blobs.forgetDeleted(name, digest))) }));
+      }
       break;
     case 'manifest':
       if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
-      if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference);
+      if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference, { settings: deps.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
       if (method === 'PUT') return pushManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference, deps.manifestMaxBytes);
-      if (method === 'DELETE') return void (await forward(ex, deps.forward, clientOwn));
+      if (method === 'DELETE') return deleteManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference);
       break;
     case 'upload':
       return void (await forward(ex, deps.forward, clientOwn));

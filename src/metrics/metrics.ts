@@ -24,7 +24,7 @@ export class Metrics {
 
   readonly cacheRequests = new Counter({
     name: 'registry_edge_cache_requests_total',
-    help: 'Cache lookups by kind (blob, manifest, tag) and result (hit, miss, follow, revalidated, stale).',
+    help: 'Cache lookups by kind (blob, manifest, tag) and result (hit, miss, follow, revalidated, stale, pass).',
     labelNames: ['kind', 'result'] as const,
     registers: [this.registry],
   });

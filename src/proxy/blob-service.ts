@@ -81,6 +81,11 @@ export class BlobService {
     return Number.isSafeInteger(length) ? length : undefined;
   }
 
+  /** The upstream accepted a DELETE of the blob under `name`: the next read there asks it again (the bytes stay cached for other repositories). */
+  forgetDeleted(name: string, digest: Digest): Promise<void> {
+    return this.membership.remove(name, [digest.value]);
+  }
+
   async get(req: BlobRequest): Promise<BlobBody> {
     await this.ensureMember(req);
     // Two rounds at most: a follower whose leader was refused (another client's

@@ -2,8 +2,13 @@
  * Manifests. By digest: local first, kept forever. By tag: the tag -> digest mapping
  * is served for `tagTtl`, then revalidated with a HEAD (which Docker Hub does not count
  * as a pull); when the upstream is unreachable or failing, the last known mapping is
- * served for up to `maxStale`. A cached manifest is served only to a client whose
- * Accept admits its media type; otherwise the upstream negotiates.
+ * served for up to `maxStale`. The tag mapping is always the canonical manifest (asked
+ * for with every manifest type, as it was pushed), whatever the client accepts: a client
+ * whose Accept does not admit the canonical type gets the upstream's own answer to its
+ * own Accept, passed through and cached nowhere (registry:2's schema1 rewrite, or its
+ * one-platform manifest for a list, must never become the tag's mapping for everyone).
+ * A mapping whose digest the repository no longer holds (a DELETE through the edge) is
+ * asked about again before it is served, and never served stale.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
@@ -21,17 +26,20 @@ import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 
-export interface ManifestResult {
-  readonly manifest: StoredManifest;
-  readonly source: ManifestSource;
-}
+/** 'pass': the client's own request goes to the upstream, whose answer it gets as it comes. */
+export type ManifestResult = { readonly kind: 'stored'; readonly manifest: StoredManifest; readonly source: ManifestSource } | { readonly kind: 'pass' };
+
+const PASS: ManifestResult = { kind: 'pass' };
+
+/** Signed schema1 manifests: their Docker-Content-Digest covers the payload only, so their bytes cannot be verified and are never cached. */
+const SCHEMA1 = new Set(['application/vnd.docker.distribution.manifest.v1+prettyjws', 'application/vnd.docker.distribution.manifest.v1+json']);
 
 export interface ManifestRequest {
   readonly name: string;
   readonly reference: Reference;
   /** Media types the client accepts; undefined means any. */
   readonly accepted: Set<string> | undefined;
-  /** The client's Accept header as sent, passed to the upstream so it negotiates as it would for the client. */
+  /** The client's Accept header as sent, for a by-digest miss, so the upstream negotiates as it would for the client. */
   readonly acceptHeader: string | undefined;
   readonly authorization: string | undefined;
 }
@@ -67,7 +75,7 @@ export class ManifestService {
 
   async get(req: ManifestRequest): Promise<ManifestResult> {
     const result = req.reference.kind === 'digest' ? await this.byDigest(req, req.reference.digest) : await this.byTag(req, req.reference.tag);
-    this.metrics.cacheRequests.inc({ kind: 'manifest', result: result.source });
+    this.metrics.cacheRequests.inc({ kind: 'manifest', result: result.kind === 'stored' ? result.source : 'pass' });
     return result;
   }
 
@@ -104,47 +112,58 @@ export class ManifestService {
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
     const stored = await this.store.get(digest);
-    if (stored && accepts(req.accepted, stored.mediaType)) {
+    if (stored && !accepts(req.accepted, stored.mediaType)) return PASS;
+    if (stored) {
       if (!this.policy.membership.has(digest.value, req.name)) await this.confirmMember(req, digest);
-      return { manifest: stored, source: 'hit' };
+      return { kind: 'stored', manifest: stored, source: 'hit' };
     }
-    return this.coalesce(req, async () => {
-      const res = await this.fetch(req, 'GET', digest.value);
-      return { manifest: await this.storeResponse(res, req.name, digest), source: 'miss' };
+    // Bytes that hash to the digest asked for are the canonical manifest whatever Accept fetched them.
+    return this.coalesce(`${req.name}\n${digest.value}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`, async () => {
+      const res = await this.fetch(req, 'GET', digest.value, req.acceptHeader ?? ALL_MANIFEST_TYPES);
+      return { kind: 'stored', manifest: await this.storeResponse(res, req.name, digest), source: 'miss' };
     });
   }
 
   /** A manifest cached for one repository is served under another only if the upstream has it there. */
   private async confirmMember(req: ManifestRequest, digest: Digest): Promise<void> {
-    const res = await this.fetch(req, 'HEAD', digest.value);
+    const res = await this.fetch(req, 'HEAD', digest.value, ALL_MANIFEST_TYPES);
     if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
     await res.body.dump();
     await this.policy.membership.add(req.name, [digest.value]);
   }
 
   private async byTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
+    const canonical = await this.resolveTag(req, tag);
+    if (canonical.kind === 'stored' && !accepts(req.accepted, canonical.manifest.mediaType)) return PASS;
+    return canonical;
+  }
+
+  /** The tag's canonical manifest: the mapping while fresh, else the upstream's answer to every manifest type. */
+  private async resolveTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
+    // Not keyed by Accept: every client shares the one canonical resolution.
+    const key = `${req.name}\n${tag}\n${req.authorization ?? ''}`;
     const mapping = await this.store.getTag(req.name, tag);
     const digest = mapping ? parseDigest(mapping.digest) : undefined;
     const stored = digest ? await this.store.get(digest) : undefined;
-    if (!mapping || !stored || !accepts(req.accepted, stored.mediaType)) {
-      return this.coalesce(req, () => this.fetchTag(req, tag));
-    }
-    if (this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { manifest: stored, source: 'hit' };
-    return this.coalesce(req, () => this.revalidate(req, tag, mapping, stored));
+    if (!mapping || !stored) return this.coalesce(key, () => this.fetchTag(req, tag));
+    const member = this.policy.membership.has(mapping.digest, req.name);
+    if (member && this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { kind: 'stored', manifest: stored, source: 'hit' };
+    return this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, member));
   }
 
-  private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest): Promise<ManifestResult> {
+  /** `member`: the repository still holds the mapped digest as far as the edge knows; if not, the copy is never served stale. */
+  private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, member: boolean): Promise<ManifestResult> {
     // A copy that may still be served is not held back for the whole upstream.headers_timeout.
-    const servable = this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
+    const servable = member && this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
     let res: UpstreamResponse;
     try {
-      res = await this.fetch(req, 'HEAD', tag, servable ? this.policy.revalidateTimeoutMs : undefined);
+      res = await this.fetch(req, 'HEAD', tag, ALL_MANIFEST_TYPES, servable ? this.policy.revalidateTimeoutMs : undefined);
     } catch (err) {
-      return this.stale(req, tag, mapping, stored, err);
+      return this.stale(req, tag, mapping, stored, member, err);
     }
     if (res.status >= 500 || res.status === 429) {
       await res.body.dump();
-      return this.stale(req, tag, mapping, stored, new Error(`upstream answered ${res.status}`));
+      return this.stale(req, tag, mapping, stored, member, new Error(`upstream answered ${res.status}`));
     }
     if (res.status === 404) {
       await res.body.dump();
@@ -155,35 +174,49 @@ export class ManifestService {
     await res.body.dump();
     const current = headerValue(res.headers['docker-content-digest']);
     if (current === mapping.digest) {
+      await this.policy.membership.add(req.name, [mapping.digest]);
       await this.store.putTag(req.name, tag, { ...mapping, confirmedAt: this.now() });
-      return { manifest: stored, source: 'revalidated' };
+      return { kind: 'stored', manifest: stored, source: 'revalidated' };
     }
     return this.fetchTag(req, tag);
   }
 
-  private stale(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, cause: unknown): ManifestResult {
+  private stale(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, member: boolean, cause: unknown): ManifestResult {
     const age = this.now() - mapping.confirmedAt;
     const reason = (cause as Error).message;
+    if (!member) {
+      throw new RegistryError('UNAVAILABLE', 'upstream unavailable and the cached tag names a manifest deleted from the repository', { tag });
+    }
     if (age > this.policy.maxStaleMs) {
       throw new RegistryError('UNAVAILABLE', 'upstream unavailable and the cached tag is older than cache.max_stale', { tag });
     }
     this.metrics.staleServed.inc();
     this.log.warn({ repository: req.name, tag, digest: mapping.digest, ageSeconds: Math.round(age / 1000), reason }, 'serving stale tag: upstream unavailable');
-    return { manifest: stored, source: 'stale' };
+    return { kind: 'stored', manifest: stored, source: 'stale' };
   }
 
   private async fetchTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
-    const res = await this.fetch(req, 'GET', tag);
+    const res = await this.fetch(req, 'GET', tag, ALL_MANIFEST_TYPES);
+    if (res.status === 200 && SCHEMA1.has(mediaTypeOf(res) ?? '')) {
+      // A tag pushed as schema1: the client's own request gets it byte for byte.
+      await res.body.dump();
+      return PASS;
+    }
     const manifest = await this.storeResponse(res, req.name, undefined);
     await this.store.putTag(req.name, tag, { digest: manifest.digest, mediaType: manifest.mediaType, confirmedAt: this.now() });
-    return { manifest, source: 'miss' };
+    return { kind: 'stored', manifest, source: 'miss' };
   }
 
-  private async fetch(req: ManifestRequest, method: 'GET' | 'HEAD', reference: string, deadlineMs?: number): Promise<UpstreamResponse> {
+  /** The repository no longer holds `digest` (the upstream accepted its DELETE): nothing of it is served under `name` before the upstream confirms it again. */
+  forgetDeleted(name: string, digest: Digest): Promise<void> {
+    return this.policy.membership.remove(name, [digest.value]);
+  }
+
+  private async fetch(req: ManifestRequest, method: 'GET' | 'HEAD', reference: string, accept: string, deadlineMs?: number): Promise<UpstreamResponse> {
     return this.upstream.request({
       method,
       path: `/v2/${req.name}/manifests/${reference}`,
-      headers: { accept: req.acceptHeader ?? ALL_MANIFEST_TYPES },
+      headers: { accept },
       auth: upstreamAuth(this.policy.mode, pullScope(req.name), req.authorization),
       deadlineMs,
     });
@@ -217,15 +250,13 @@ export class ManifestService {
       this.metrics.digestMismatches.inc({ kind: 'manifest' });
       throw new RegistryError('UNAVAILABLE', 'upstream manifest does not match its digest; not cached', { expected: mismatch?.value, actual }, 502);
     }
-    const mediaType = headerValue(res.headers['content-type'])?.split(';')[0]?.trim() || sniffMediaType(bytes) || 'application/octet-stream';
+    const mediaType = mediaTypeOf(res) || sniffMediaType(bytes) || 'application/octet-stream';
     await this.policy.membership.add(name, [actual, ...referencedDigests(bytes)]);
     return this.store.put(verified, mediaType, bytes);
   }
 
-  private coalesce(req: ManifestRequest, work: () => Promise<ManifestResult>): Promise<ManifestResult> {
-    const ref = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest.value;
-    // The client's credentials are part of the key: one client's answer never serves another's request.
-    const key = `${req.name}\n${ref}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`;
+  /** `key` holds the client's credentials: one client's answer never serves another's request. */
+  private coalesce(key: string, work: () => Promise<ManifestResult>): Promise<ManifestResult> {
     const running = this.inflight.get(key);
     if (running) return running;
     const promise = work().finally(() => this.inflight.delete(key));
@@ -236,5 +267,9 @@ export class ManifestService {
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+function mediaTypeOf(res: UpstreamResponse): string | undefined {
+  return headerValue(res.headers['content-type'])?.split(';')[0]?.trim();
 }
 
