@@ -21,6 +21,8 @@ const REMOVAL = '- ';
 export class Membership {
   private readonly file: string;
   private readonly repos = new Map<string, Set<string>>();
+  /** `<digest> <repo>` pairs whose removal is the last fact known (a DELETE the upstream accepted). */
+  private readonly removed = new Set<string>();
   private pending: Promise<void> = Promise.resolve();
 
   constructor(file: string) {
@@ -46,6 +48,11 @@ export class Membership {
 
   has(digest: string, repo: string): boolean {
     return this.repos.get(digest)?.has(repo) === true;
+  }
+
+  /** Whether the last fact known of `repo` and `digest` is that the upstream deleted it there (not merely never seen). */
+  wasRemoved(digest: string, repo: string): boolean {
+    return this.removed.has(`${digest} ${repo}`);
   }
 
   /** Records that `repo` holds each of `digests`; resolves once new facts are on disk. */
@@ -77,6 +84,7 @@ export class Membership {
     const set = this.repos.get(digest);
     if (!set?.delete(repo)) return false;
     if (set.size === 0) this.repos.delete(digest);
+    this.removed.add(`${digest} ${repo}`);
     return true;
   }
 
@@ -85,6 +93,7 @@ export class Membership {
     if (!set) this.repos.set(digest, (set = new Set()));
     if (set.has(repo)) return false;
     set.add(repo);
+    this.removed.delete(`${digest} ${repo}`);
     return true;
   }
 }

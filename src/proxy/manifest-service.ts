@@ -146,24 +146,26 @@ export class ManifestService {
     const digest = mapping ? parseDigest(mapping.digest) : undefined;
     const stored = digest ? await this.store.get(digest) : undefined;
     if (!mapping || !stored) return this.coalesce(key, () => this.fetchTag(req, tag));
-    const member = this.policy.membership.has(mapping.digest, req.name);
-    if (member && this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { kind: 'stored', manifest: stored, source: 'hit' };
-    return this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, member));
+    // Not a member (deleted through the edge, or a membership line lost): asked again before it is served.
+    const { membership } = this.policy;
+    if (membership.has(mapping.digest, req.name) && this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { kind: 'stored', manifest: stored, source: 'hit' };
+    const deleted = membership.wasRemoved(mapping.digest, req.name);
+    return this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, deleted));
   }
 
-  /** `member`: the repository still holds the mapped digest as far as the edge knows; if not, the copy is never served stale. */
-  private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, member: boolean): Promise<ManifestResult> {
+  /** `deleted`: the upstream accepted a DELETE of the mapped digest in this repository (through the edge): never served stale then. */
+  private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, deleted: boolean): Promise<ManifestResult> {
     // A copy that may still be served is not held back for the whole upstream.headers_timeout.
-    const servable = member && this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
+    const servable = !deleted && this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
     let res: UpstreamResponse;
     try {
       res = await this.fetch(req, 'HEAD', tag, ALL_MANIFEST_TYPES, servable ? this.policy.revalidateTimeoutMs : undefined);
     } catch (err) {
-      return this.stale(req, tag, mapping, stored, member, err);
+      return this.stale(req, tag, mapping, stored, deleted, err);
     }
     if (res.status >= 500 || res.status === 429) {
       await res.body.dump();
-      return this.stale(req, tag, mapping, stored, member, new Error(`upstream answered ${res.status}`));
+      return this.stale(req, tag, mapping, stored, deleted, new Error(`upstream answered ${res.status}`));
     }
     if (res.status === 404) {
       await res.body.dump();
@@ -181,10 +183,10 @@ export class ManifestService {
     return this.fetchTag(req, tag);
   }
 
-  private stale(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, member: boolean, cause: unknown): ManifestResult {
+  private stale(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, deleted: boolean, cause: unknown): ManifestResult {
     const age = this.now() - mapping.confirmedAt;
     const reason = (cause as Error).message;
-    if (!member) {
+    if (deleted) {
       throw new RegistryError('UNAVAILABLE', 'upstream unavailable and the cached tag names a manifest deleted from the repository', { tag });
     }
     if (age > this.policy.maxStaleMs) {

@@ -1,5 +1,6 @@
 // Tag revalidation (HEAD after the TTL), stale serving when the upstream is down or failing, and its bound.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEdge, type Edge } from '../helpers/edge.js';
@@ -106,6 +107,24 @@ describe('tags: TTL, HEAD revalidation, stale when the upstream is down', () => 
       const unknown = await httpRequest(`${edge.url}/v2/${repo}/manifests/never-seen`, { headers: { accept: OCI } });
       assert.equal(unknown.status, 503);
       assert.match(unknown.body.toString(), /UNAVAILABLE/);
+    } finally {
+      await shim.listenAgain();
+    }
+  });
+
+  test('a membership log lost with the centre down: the tag is asked again, and served stale when the centre does not answer', async () => {
+    const edge = await edgeWith('1h', '1h');
+    assert.equal((await manifestDigest(edge, 'latest')).status, 200);
+    await edge.stop();
+    // What a disk that failed the membership appends (or an older cache) leaves behind.
+    writeFileSync(path.join(edge.cacheDir, 'membership.log'), '');
+    const again = await startEdge({ workDir: work, upstreams: [shim.url], cacheDir: edge.cacheDir });
+    edges.push(again);
+    await shim.stopListening();
+    try {
+      const stale = await manifestDigest(again, 'latest');
+      assert.equal(stale.status, 200, 'only a DELETE through the edge keeps a cached tag from being served stale');
+      assert.ok((await again.metric('registry_edge_stale_served_total')) >= 1);
     } finally {
       await shim.listenAgain();
     }
