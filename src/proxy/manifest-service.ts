@@ -11,6 +11,7 @@
  * asked about again before it is served, and never served stale.
  */
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log/logger.js';
 import type { ManifestStore, StoredManifest, TagMapping } from '../cache/manifest-store.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -63,6 +64,8 @@ export class ManifestService {
   private readonly now: () => number;
   /** Remote resolutions in flight, so a burst for one tag makes one upstream round trip. */
   private readonly inflight = new Map<string, Promise<ManifestResult>>();
+  /** `<name>:<tag>` whose last revalidation the upstream failed (unreachable, 5xx, 429, no answer in time). */
+  private readonly failing = new LRUCache<string, true>({ max: 10_000 });
 
   constructor(store: ManifestStore, upstream: UpstreamClient, policy: ManifestPolicy, metrics: Metrics, log: Logger, now: () => number = Date.now) {
     this.store = store;
@@ -150,7 +153,14 @@ export class ManifestService {
     const { membership } = this.policy;
     if (membership.has(mapping.digest, req.name) && this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { kind: 'stored', manifest: stored, source: 'hit' };
     const deleted = membership.wasRemoved(mapping.digest, req.name);
-    return this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, deleted));
+    const revalidation = (): Promise<ManifestResult> => this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, deleted));
+    if (!deleted && this.failing.has(`${req.name}:${tag}`)) {
+      // The centre failed this tag's last revalidation: the stale copy goes out at once and one
+      // revalidation runs behind it, instead of every pull waiting cache.revalidate_timeout again.
+      revalidation().catch(() => undefined);
+      return this.stale(req, tag, mapping, stored, deleted, new Error('the last revalidation failed; revalidating in the background'));
+    }
+    return revalidation();
   }
 
   /** `deleted`: the upstream accepted a DELETE of the mapped digest in this repository (through the edge): never served stale then. */
@@ -167,6 +177,7 @@ export class ManifestService {
       await res.body.dump();
       return this.stale(req, tag, mapping, stored, deleted, new Error(`upstream answered ${res.status}`));
     }
+    this.failing.delete(`${req.name}:${tag}`);
     if (res.status === 404) {
       await res.body.dump();
       await this.store.deleteTag(req.name, tag);
@@ -192,6 +203,7 @@ export class ManifestService {
     if (age > this.policy.maxStaleMs) {
       throw new RegistryError('UNAVAILABLE', 'upstream unavailable and the cached tag is older than cache.max_stale', { tag });
     }
+    this.failing.set(`${req.name}:${tag}`, true);
     this.metrics.staleServed.inc();
     this.log.warn({ repository: req.name, tag, digest: mapping.digest, ageSeconds: Math.round(age / 1000), reason }, 'serving stale tag: upstream unavailable');
     return { kind: 'stored', manifest: stored, source: 'stale' };

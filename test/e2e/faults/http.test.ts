@@ -12,7 +12,7 @@ import { fetchBlob } from '../../helpers/fetch-blob.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, verifyDirPull, type ImageInfo } from '../../helpers/image.js';
 import { freePort, httpRequest, removeDir, tempDir, waitFor, type HttpResult } from '../../helpers/proc.js';
 import { startRegistry, type Registry } from '../../helpers/registry.js';
-import { startShim, type Shim } from '../../helpers/shim.js';
+import { startShim, type Shim, type ShimRequest } from '../../helpers/shim.js';
 
 const KiB = 1024;
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -347,6 +347,28 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
       // upstream.headers_timeout is 60 s: only the abort can close the upstream request within the bound.
       await waitFor(() => shim.stats.requests.find((r) => r.path.includes('/tags/list'))?.abandoned, { timeoutMs: 10_000, what: 'the edge to close its upstream request' });
       await descriptorsBackTo(edge.proc.pid, baseline);
+    } finally {
+      shim.setFault(null);
+    }
+  });
+  test('after a failed revalidation the next pull gets the stale copy at once, while one revalidation runs behind it', async () => {
+    const edge = await edgeWith({ REGISTRY_EDGE_CACHE_TAG_TTL: '0s', REGISTRY_EDGE_CACHE_REVALIDATE_TIMEOUT: '30s' });
+    const url = `${edge.url}/v2/${repo}/manifests/v1`;
+    assert.equal((await httpRequest(url, { headers: { accept: OCI } })).status, 200);
+    shim.reset();
+    // The centre fails one revalidation outright (503), then hangs on the next.
+    shim.setFault({ kind: 'status', status: 503, method: 'HEAD', pathPattern: /\/manifests\/v1$/, times: 1 });
+    try {
+      assert.equal((await httpRequest(url, { headers: { accept: OCI } })).status, 200, 'stale after the 503');
+      shim.setFault({ kind: 'delay', ms: FOREVER_MS, method: 'HEAD', pathPattern: /\/manifests\/v1$/ });
+      const next = await httpRequest(url, { headers: { accept: OCI } });
+      assert.equal(next.status, 200);
+      assert.equal(next.headers['docker-content-digest'], image.manifestDigest);
+      // Answered before the revalidation behind it got any answer (the centre hangs; its deadline is 30 s).
+      const heads = (): ShimRequest[] => shim.stats.matching('HEAD', /\/manifests\/v1$/);
+      assert.ok(heads().slice(1).every((r) => !r.done), 'the answer did not wait for a revalidation');
+      await waitFor(() => heads().length === 2, { what: 'the revalidation behind the answer to reach the centre' });
+      assert.equal(heads()[1]?.done || heads()[1]?.abandoned === true, false, 'one revalidation, still waiting on the centre');
     } finally {
       shim.setFault(null);
     }
