@@ -95,9 +95,12 @@ const settings = {
   coldAbRounds: envNumber('BENCH_AB_COLD_ROUNDS', 3, 1),
   edgeTls: envString('BENCH_EDGE_TLS', 'auto'),
   edgeLogLevel: envString('BENCH_EDGE_LOG_LEVEL', 'info'),
+  edgeNodeArgs: envString('BENCH_EDGE_NODE_ARGS', ''),
   results: envString('BENCH_RESULTS', path.join(ROOT, 'bench', 'results', QUICK ? 'quick.json' : 'latest.json')),
   updateReadme: /^(1|true|yes)$/i.test(envString('BENCH_UPDATE_README', QUICK ? '0' : '1')),
 };
+/** Node.js flags of every registry-edge the run starts (BENCH_EDGE_NODE_ARGS, space-separated). */
+const edgeNodeArgs = settings.edgeNodeArgs.split(' ').filter(Boolean);
 
 // ---------------------------------------------------------------------------
 // Progress lines and cleanup.
@@ -314,7 +317,7 @@ async function startServing(name: EdgeName, world: World, link: Link, dir: strin
         env['REGISTRY_EDGE_HTTP_TLS_CERTIFICATE'] = world.certs.cert;
         env['REGISTRY_EDGE_HTTP_TLS_KEY'] = world.certs.key;
       }
-      const edge = await startEdge({ workDir: dir, upstreams: [link.url], env });
+      const edge = await startEdge({ workDir: dir, upstreams: [link.url], env, nodeArgs: edgeNodeArgs });
       defer(() => edge.stop());
       const https = world.edgeTls.enabled;
       const serving: Serving = {
@@ -541,7 +544,7 @@ async function measureInterleaved(edges: string[]): Promise<Interleaved | undefi
       { name: 'small', layers: [settings.smallLayerKiB * KiB] },
     ];
     out.warm = await attempt('interleaved warm blob and pulls', () =>
-      warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, pulls, floor: true, edgeNodeArgs: [], log: abLog }),
+      warmAb({ rounds: settings.warmAbRounds, blobMiB: settings.bigLayerMiB, streamCounts: [1, settings.streams], cold: false, hold: false, pulls, floor: true, edgeNodeArgs, log: abLog }),
     );
     if (!('error' in out.warm)) for (const line of describeWarmAb(out.warm, settings.warmAbRounds)) log(`  ${line}`);
   }
@@ -555,7 +558,7 @@ async function measureInterleaved(edges: string[]): Promise<Interleaved | undefi
         warmup: true,
         linkLatencyMs: settings.linkLatencyMs,
         linkMiBps: settings.linkMiBps,
-        edgeNodeArgs: [],
+        edgeNodeArgs,
         log: abLog,
       }),
     }));

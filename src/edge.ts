@@ -28,7 +28,6 @@ import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { BlobService } from './proxy/blob-service.js';
 import { ManifestService } from './proxy/manifest-service.js';
-import { youngGcEvery } from './runtime/young-gc.js';
 import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
 import { parseTrustedProxies } from './upstream/client-address.js';
 
@@ -70,7 +69,6 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     },
   });
   metrics.cacheWritable.set(1);
-  const youngGc = youngGcEvery(config.cache.fill_gc_every);
   // Manifests first: their bytes are charged to the budget the blob index is then held to.
   const manifestStore = new ManifestStore(layout, config.cache.fsync, writability, (bytes) => store.charge(bytes));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, manifestStore.init());
@@ -89,10 +87,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       }
     },
     onFollower: () => metrics.followers.inc(),
-    onUpstreamBytes: (n) => {
-      metrics.upstreamBytes.inc(n);
-      youngGc?.(n);
-    },
+    onUpstreamBytes: (n) => metrics.upstreamBytes.inc(n),
   });
   const up = config.upstream;
   const upstream = new UpstreamClient(

@@ -70,7 +70,6 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.revalidate_timeout', type: 'duration', default: '5s', min: 0.001, max: TIMER_MAX, doc: 'How long a tag revalidation (the HEAD after cache.tag_ttl) may take when a copy within cache.max_stale exists; after it the stale copy is served. Without such a copy the request waits upstream.headers_timeout.' },
   { path: 'cache.manifest_max_bytes', type: 'bytes', default: '4MiB', min: 1024, doc: 'Largest manifest accepted from the upstream (registry:2 uses 4 MiB).' },
   { path: 'cache.fsync', type: 'bool', default: true, doc: 'fsync a fill before it is committed, so a crash never leaves a torn blob.' },
-  { path: 'cache.fill_gc_every', type: 'bytes', default: '8MiB', min: 0, doc: 'A minor V8 garbage collection after this many bytes received by fills, so the upstream read buffers are freed and reused before tens of MiB of them pile up (peak RSS ~15 MiB lower, fills no slower); 0: leave it to V8.' },
   { path: 'cache.sync_read_max', type: 'duration', default: '1ms', min: 0, doc: 'Cached blobs are read on the event loop (like nginx without `aio threads`) while each 256 KiB read takes at most this (the page cache has it); after a slower read the rest of that copy uses the thread pool. 0: always the thread pool (for a slow cache disk).' },
   { path: 'cache.open_files', type: 'int', default: 256, min: 0, doc: 'Descriptors of cached blobs kept open between requests, as nginx open_file_cache max (a hit then costs no open, fstat and close); least recently used beyond it are closed. 0: open and close per request.' },
   { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, max: TIMER_MAX, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
@@ -130,7 +129,6 @@ export interface Config {
     readonly revalidate_timeout: number;
     readonly manifest_max_bytes: number;
     readonly fsync: boolean;
-    readonly fill_gc_every: number;
     readonly sync_read_max: number;
     readonly open_files: number;
     readonly open_files_idle: number;
