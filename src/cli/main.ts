@@ -46,13 +46,16 @@ function parseFlags(args: readonly string[], takesConfig: boolean): Flags {
   return { config, help };
 }
 
+/** A key that loads but does nothing: one line on stderr, start-up goes on. */
+const warnConfig = (line: string): void => void process.stderr.write(`config: warning: ${line}\n`);
+
 /** One line per problem, as the loader's: `config: <key>: <cause>`. */
 function configProblems(err: ConfigError): string {
   return err.problems.map((line) => `config: ${line}\n`).join('');
 }
 
 async function checkConfig(file: string): Promise<void> {
-  const config = loadConfig({ file });
+  const config = loadConfig({ file, onWarning: warnConfig });
   const problems = await checkFiles(config, { keep: false });
   if (problems.length > 0) throw new ConfigError(problems);
   process.stdout.write(JSON.stringify(config, null, 2) + '\n');
@@ -74,7 +77,7 @@ function failStartup(log: Logger, err: unknown): never {
 }
 
 async function serve(file: string): Promise<void> {
-  const config = loadConfig({ file });
+  const config = loadConfig({ file, onWarning: warnConfig });
   const log = createLogger(config.log);
   const onStartupFault = (err: unknown): never => failStartup(log, err);
   process.on('uncaughtException', onStartupFault);
@@ -111,7 +114,7 @@ async function serve(file: string): Promise<void> {
   process.on('SIGHUP', () => {
     let next: Config;
     try {
-      next = loadConfig({ file });
+      next = loadConfig({ file, onWarning: warnConfig });
     } catch (err) {
       log.error({ problems: err instanceof ConfigError ? err.problems : [(err as Error).message] }, 'config reload refused');
       return;

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { load as parseYaml } from 'js-yaml';
-import { KEYS, envName, type Config, type KeySpec, type UpstreamConfig } from './schema.js';
+import { KEYS, RETIRED_KEYS, envName, type Config, type KeySpec, type UpstreamConfig } from './schema.js';
 import { parseBytes, parseDuration } from './units.js';
 
 export class ConfigError extends Error {
@@ -44,14 +44,15 @@ function setPath(tree: Tree, path: string, value: unknown): void {
 }
 
 /** One problem line for each key in the file the schema does not know, named by its dotted path. */
-function unknownKeys(tree: Tree, prefix = ''): string[] {
+function unknownKeys(tree: Tree, warn: (line: string) => void, prefix = ''): string[] {
   const out: string[] = [];
   for (const [key, value] of Object.entries(tree)) {
     const path = prefix ? `${prefix}.${key}` : key;
     // `log.level: debug` is one key named "log.level", never read (keys nest, as in registry:2); said so rather than ignored.
     if (key.includes('.')) out.push(`${path}: unknown key ${show(key)}: keys do not take dots; nest them (${nested(key)})`);
     else if (KEYS.some((k) => k.path === path)) continue;
-    else if (isTree(value)) out.push(...unknownKeys(value, path));
+    else if (RETIRED_KEYS[path] !== undefined) warn(`${path}: ${RETIRED_KEYS[path]}`);
+    else if (isTree(value)) out.push(...unknownKeys(value, warn, path));
     else out.push(`${path}: unknown key; see 'registry-edge config reference' for the keys`);
   }
   return out;
@@ -168,6 +169,8 @@ export interface LoadOptions {
   /** Path of the YAML file; undefined means defaults and env only. */
   readonly file?: string | undefined;
   readonly env?: NodeJS.ProcessEnv;
+  /** Told of keys that still load but do nothing (retired ones), one line each. */
+  readonly onWarning?: (line: string) => void;
 }
 
 export function loadConfig(options: LoadOptions): Config {
@@ -189,7 +192,7 @@ export function loadConfig(options: LoadOptions): Config {
       throw new ConfigError([`${options.file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
     }
   }
-  problems.push(...unknownKeys(tree));
+  problems.push(...unknownKeys(tree, options.onWarning ?? (() => undefined)));
   const out: Tree = {};
   for (const spec of KEYS) {
     const fromEnv = env[envName(spec.path)];

@@ -24,6 +24,11 @@ export interface KeySpec {
  */
 export const TIMER_MAX = 24 * 86400;
 
+/** Keys that were removed: a file that still sets one loads, with a warning saying what to do. */
+export const RETIRED_KEYS: Readonly<Record<string, string>> = {
+  'cache.fill_gc_every': 'no longer has an effect (removed: the run-time young-generation collection it set fought the runtime for no lasting gain, bench/README.md "Peak RSS"); delete it',
+};
+
 export const KEYS: readonly KeySpec[] = [
   { path: 'log.level', type: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'pino log level; access log lines are at info.' },
   { path: 'log.sync', type: 'bool', default: true, doc: 'Write each log line to stdout before going on, as nginx writes its access log (no thread-pool hand-off per request: about a third less CPU per cached hit). false: lines go through the thread pool, so a log reader that stops reading cannot stall serving.' },

@@ -173,3 +173,16 @@ test('the CLI refuses a timer past what Node holds before anything starts, with 
   assert.match(r.stderr, /cache\.write_retry_interval \(env REGISTRY_EDGE_CACHE_WRITE_RETRY_INTERVAL\): "30d" is not allowed; .*to 24d/);
   assert.doesNotMatch(r.stderr, /TimeoutOverflowWarning/);
 });
+
+test('a retired key still loads, with one warning naming it and what to do; start-up goes on', async () => {
+  const file = path.join(dir, 'retired.yaml');
+  writeFileSync(file, 'cache:\n  fill_gc_every: 8MiB\n  maxsize: 1GiB\n');
+  const warnings: string[] = [];
+  const config = loadConfig({ file, env: {}, onWarning: (line) => warnings.push(line) });
+  assert.equal(config.cache.maxsize, 1024 ** 3);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0] ?? '', /^cache\.fill_gc_every: no longer has an effect .*; delete it$/);
+  const checked = await run(process.execPath, [EDGE_BIN, 'config', 'check', '--config', file], { env: { ...process.env, REGISTRY_EDGE_CACHE_DIR: path.join(dir, 'cache') } });
+  assert.equal(checked.code, 0, checked.stderr);
+  assert.match(checked.stderr, /^config: warning: cache\.fill_gc_every: no longer has an effect/);
+});
