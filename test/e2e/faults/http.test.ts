@@ -167,23 +167,30 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     const baseline = descriptors(edge.proc.pid);
     const { host, port } = listenerOf(edge);
     shim.setFault({ kind: 'delay', ms: FOREVER_MS, pathPattern: /\/tags\/list/ });
-    const busy: Array<Promise<HttpResult | Error>> = [];
-    // One by one: a connection that has not sent its request yet counts as idle, and may be shed near the cap.
-    for (let n = 1; n <= 3; n++) {
-      busy.push(httpRequest(`${edge.url}/v2/${repo}/tags/list`, { timeoutMs: 60_000 }).catch((err: Error) => err));
-      await waitFor(() => shim.stats.count('GET', /\/tags\/list/) >= n, { what: `request ${n} in flight upstream` });
+    const busy: Socket[] = [];
+    try {
+      // One by one: a connection that has not sent its request yet counts as idle, and may be shed near the cap.
+      for (let n = 1; n <= 3; n++) {
+        const socket = connect(port, host);
+        socket.on('error', () => undefined);
+        socket.write(`GET /v2/${repo}/tags/list HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`);
+        busy.push(socket);
+        await waitFor(() => shim.stats.count('GET', /\/tags\/list/) >= n, { what: `request ${n} in flight upstream` });
+      }
+      const refused = await closedAfter(connect(port, host));
+      assert.equal(refused.bytes, '', 'the fourth connection was closed without an answer');
+      assert.ok((await edge.metric('registry_edge_client_connections_refused_total')) >= 1);
+      await waitFor(() => logLines<LogLine>(edge.proc.logs()).some((l) => l.msg === 'http.max_connections reached: new connections are closed on arrival' && l.key === 'http.max_connections'), { what: 'the limit warn line' });
+    } finally {
+      // The busy clients leave; their upstream requests go with them.
+      for (const socket of busy) socket.destroy();
+      shim.setFault(null);
     }
-    const refused = await closedAfter(connect(port, host));
-    assert.equal(refused.bytes, '', 'the fourth connection was closed without an answer');
-    assert.ok((await edge.metric('registry_edge_client_connections_refused_total')) >= 1);
-    await waitFor(() => logLines<LogLine>(edge.proc.logs()).some((l) => l.msg === 'http.max_connections reached: new connections are closed on arrival' && l.key === 'http.max_connections'), { what: 'the limit warn line' });
-    // Cutting the upstream ends the three requests (their clients get an error answer).
-    await shim.stopListening();
-    shim.setFault(null);
-    await shim.listenAgain();
-    for (const r of await Promise.all(busy)) assert.ok(!(r instanceof Error) && r.status >= 500, 'the busy requests were answered');
+    await waitFor(() => shim.stats.matching('GET', /\/tags\/list/).every((r) => r.abandoned), { what: 'the three upstream requests to be closed' });
     assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200, 'a new client is served once connections are free');
-    await descriptorsBackTo(edge.proc.pid, baseline);
+    // The three upstream requests are gone (the shim saw each closed), but undici keeps their
+    // sockets in its pool for a while: three more than the usual slack, no more.
+    await descriptorsBackTo(edge.proc.pid, baseline, 2 + 3);
   });
 
   test('http.host is the authority: a client sending Host: evil.example gets Locations on http.host, and its upload completes', async () => {
