@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { ctrContentDigests, ctrForget, ctrPull, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.js';
 import { logLines, startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pushImage, skopeo, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { httpRequest, removeDir, tempDir } from '../helpers/proc.js';
+import { httpRequest, removeDir, run, tempDir } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startShim, type Shim } from '../helpers/shim.js';
 
@@ -140,7 +140,43 @@ describe('one edge, two origins', () => {
     assert.equal(side(B).shim.stats.count('HEAD', new RegExp(`/v2/team/app/blobs/${layer}$`)), 1, "the other origin's upstream was asked");
     const viaPrefix = await httpRequest(`${edge.url}/v2/${B}/team/app/blobs/${layer}`);
     assert.equal(viaPrefix.status, 404);
+    const manifest = side(A).image.manifestDigest;
+    const manifestViaB = await httpRequest(`${edge.url}/v2/team/app/manifests/${manifest}?ns=${B}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(manifestViaB.status, 404, "A's manifest, cached, is not B's");
     assert.equal(side(A).shim.stats.requests.length, 0);
+  });
+
+  test('each origin has its own authorization for cached content: htpasswd on one leaves the other public', async () => {
+    const file = path.join(work, 'htpasswd');
+    const line = await run('htpasswd', ['-Bbn', 'zone', 'zone-secret']);
+    assert.equal(line.code, 0, line.stderr);
+    writeFileSync(file, line.stdout);
+    const guarded = await startEdge({
+      workDir: work,
+      cacheDir: path.join(work, 'cache-guarded'),
+      configYaml: [
+        'origins:',
+        `  ${A}:`,
+        `    upstreams: [${side(A).shim.url}]`,
+        `    auth: {htpasswd: {path: ${file}, realm: centre}}`,
+        `  ${B}:`,
+        `    upstreams: [${side(B).shim.url}]`,
+        `default_origin: ${B}`,
+        '',
+      ].join('\n'),
+    });
+    try {
+      const layerA = side(A).image.layers[0]?.digest ?? '';
+      const layerB = side(B).image.layers[0]?.digest ?? '';
+      const anonymousA = await httpRequest(`${guarded.url}/v2/${A}/team/app/blobs/${layerA}`);
+      assert.equal(anonymousA.status, 401);
+      assert.match(String(anonymousA.headers['www-authenticate']), /^Basic realm="centre"/);
+      const basic = `Basic ${Buffer.from('zone:zone-secret').toString('base64')}`;
+      assert.equal((await httpRequest(`${guarded.url}/v2/${A}/team/app/blobs/${layerA}`, { headers: { authorization: basic } })).status, 200);
+      assert.equal((await httpRequest(`${guarded.url}/v2/team/app/blobs/${layerB}`)).status, 200, 'the default origin B stays public');
+    } finally {
+      await guarded.stop();
+    }
   });
 
   test('pushes go only to an origin that takes them', async () => {
