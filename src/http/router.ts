@@ -34,49 +34,49 @@ export interface RouterDeps {
 
 const BASE_BODY = '{}';
 
-/** What the edge answers itself, from its cache, and what it forwards; by route and method. */
-async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: Origin, manifestMaxBytes: number): Promise<void> {
+/** What the edge answers itself, from the origin's cache, and what it forwards to the origin; by route and method. */
+async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origin, manifestMaxBytes: number): Promise<void> {
   const method = ex.req.method ?? 'GET';
   const read = method === 'GET' || method === 'HEAD';
-  if ((!read || parsed.route === 'upload') && parsed.route !== 'base' && !deps.push) {
-    throw new RegistryError('UNSUPPORTED', `this edge takes no pushes for ${deps.host} (origins.${deps.host}.push is false)`, { origin: deps.host });
+  if ((!read || parsed.route === 'upload') && parsed.route !== 'base' && !origin.push) {
+    throw new RegistryError('UNSUPPORTED', `this edge takes no pushes for ${origin.host} (origins.${origin.host}.push is false)`, { origin: origin.host });
   }
   const clientAuth = ex.req.headers.authorization;
   const clientOwn = { auth: asClient(clientAuth) };
-  const { authorizer } = deps;
+  const { authorizer } = origin;
   const mode = authorizer.mode;
   switch (parsed.route) {
     case 'base':
       if (!read) break;
-      if (mode === 'upstream-check') return void (await forward(ex, deps.forward, clientOwn));
+      if (mode === 'upstream-check') return void (await forward(ex, origin.forward, clientOwn));
       await authorizer.base(clientAuth, ex.base);
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
-      if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
-      if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await origin.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
+      if (method === 'HEAD') return headBlob(ex, origin.blobs, parsed.name, parsed.digest);
+      if (method === 'GET') return getBlob(ex, origin.blobs, parsed.name, parsed.digest);
       if (method === 'DELETE') {
         const { name, digest } = parsed;
-        return void (await forward(ex, deps.forward, { ...clientOwn, beforeReply: async (res) => void (res.status === 202 && (await deps.blobs.forgetDeleted(name, digest))) }));
+        return void (await forward(ex, origin.forward, { ...clientOwn, beforeReply: async (res) => void (res.status === 202 && (await origin.blobs.forgetDeleted(name, digest))) }));
       }
       break;
     case 'manifest':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
-      if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference, { settings: deps.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
-      if (method === 'PUT') return pushManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference, manifestMaxBytes);
-      if (method === 'DELETE') return deleteManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference);
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => origin.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
+      if (read) return serveManifest(ex, origin.manifests, parsed.name, parsed.reference, { settings: origin.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
+      if (method === 'PUT') return pushManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference, manifestMaxBytes);
+      if (method === 'DELETE') return deleteManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference);
       break;
     case 'upload':
-      return void (await forward(ex, deps.forward, clientOwn));
+      return void (await forward(ex, origin.forward, clientOwn));
     case 'tags':
     case 'referrers':
       if (!read) break;
-      return void (await forward(ex, deps.forward, { auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) }));
+      return void (await forward(ex, origin.forward, { auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) }));
     case 'catalog':
       if (!read) break;
-      return void (await forward(ex, deps.forward, { auth: upstreamAuth(mode, 'registry:catalog:*', clientAuth) }));
+      return void (await forward(ex, origin.forward, { auth: upstreamAuth(mode, 'registry:catalog:*', clientAuth) }));
   }
   throw new RegistryError('UNSUPPORTED', `${method} is not supported on this route`, { route: parsed.route });
 }
