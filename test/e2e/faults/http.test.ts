@@ -177,11 +177,13 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     assert.equal(refused.bytes, '', 'the fourth connection was closed without an answer');
     assert.ok((await edge.metric('registry_edge_client_connections_refused_total')) >= 1);
     await waitFor(() => logLines<LogLine>(edge.proc.logs()).some((l) => l.msg === 'http.max_connections reached: new connections are closed on arrival' && l.key === 'http.max_connections'), { what: 'the limit warn line' });
-    // Cutting the upstream ends the three requests (their clients get an error answer).
+    // Cutting the upstream ends the three requests (their clients get an error answer). It
+    // listens again only after they are answered: the edge sends a GET whose connection was
+    // reset once more, and that retry must meet the closed port, not the healed upstream.
     await shim.stopListening();
     shim.setFault(null);
-    await shim.listenAgain();
     for (const r of await Promise.all(busy)) assert.ok(!(r instanceof Error) && r.status >= 500, 'the busy requests were answered');
+    await shim.listenAgain();
     assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200, 'a new client is served once connections are free');
     await descriptorsBackTo(edge.proc.pid, baseline);
   });
