@@ -1,21 +1,15 @@
 /**
- * Wires one edge from a validated config: stores, upstream client, services, the
+ * Wires one edge from a validated config: stores, one Origin per configured origin, the
  * client listener and the admin listener. Everything long-lived is closed by close().
  */
-import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
-import { Agent } from 'undici';
-import { Authorizer } from './auth/authorizer.js';
-import { Htpasswd } from './auth/htpasswd.js';
-import { TokenVerifier } from './auth/token-verifier.js';
 import { Membership } from './cache/membership.js';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
 import { ManifestStore } from './cache/manifest-store.js';
 import { Writability } from './cache/writability.js';
-import { ConfigError } from './config/load.js';
 import { underKey } from './config/problem.js';
 import type { Config } from './config/schema.js';
 import { createAdminHandler } from './http/admin.js';
@@ -26,9 +20,7 @@ import { createRouter } from './http/router.js';
 import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
-import { BlobService } from './proxy/blob-service.js';
-import { ManifestService } from './proxy/manifest-service.js';
-import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
+import { createOrigin, originTable, type Origin } from './origins.js';
 import { parseTrustedProxies } from './upstream/client-address.js';
 
 export interface RunningEdge {
@@ -89,56 +81,15 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     onFollower: () => metrics.followers.inc(),
     onUpstreamBytes: (n) => metrics.upstreamBytes.inc(n),
   });
-  const up = config.upstream;
-  const upstream = new UpstreamClient(
-    {
-      servers: upstreamServers(config),
-      balance: up.balance,
-      connectTimeoutMs: ms(up.connect_timeout),
-      headersTimeoutMs: ms(up.headers_timeout),
-      bodyTimeoutMs: ms(up.body_timeout),
-      connections: up.connections,
-      maxRedirects: up.max_redirects,
-      credentials: up.auth.username ? { username: up.auth.username, password: up.auth.password } : undefined,
-      realms: up.auth.realms,
-      healthIntervalMs: ms(up.health.interval),
-      healthTimeoutMs: ms(up.health.timeout),
-    },
-    metrics,
-    log,
-  );
-  const mode = config.auth.mode;
   const membership = new Membership(join(layout.root, 'membership.log'));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, membership.init());
-  const blobs = new BlobService(blobCache, upstream, mode, membership);
-  const manifests = new ManifestService(
-    manifestStore,
-    upstream,
-    {
-      tagTtlMs: ms(config.cache.tag_ttl),
-      maxStaleMs: ms(config.cache.max_stale),
-      revalidateTimeoutMs: ms(config.cache.revalidate_timeout),
-      maxBytes: config.cache.manifest_max_bytes,
-      mode,
-      membership,
-    },
-    metrics,
-    log,
-  );
-  const tokenAgent = new Agent({ connect: { timeout: ms(up.connect_timeout) } });
+  const shared = { blobCache, manifestStore, membership, edge: config, metrics, log };
+  const origins: Origin[] = [];
+  for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
   const router = createRouter({
-    blobs,
-    manifests,
-    forward: {
-      upstream,
-      hostHeader: up.host_header,
-      publicUrl: config.http.host ? new URL(config.http.host) : undefined,
-      tokenRealm: (ex) => (config.token.path && config.token.url ? `${ex.base}${config.token.path}` : undefined),
-    },
-    authorizer: await createAuthorizer(config),
+    origins: originTable(origins),
     publicHost: config.http.host,
     trustedProxies: parseTrustedProxies(config.http.trusted_proxies),
-    token: { path: config.token.path, url: config.token.url, dispatcher: tokenAgent, timeoutMs: ms(up.headers_timeout) },
     manifestMaxBytes: config.cache.manifest_max_bytes,
     metrics,
     descriptors,
@@ -154,7 +105,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     : undefined;
   const servers: Server[] = [tls?.server ?? createServer(serverOptions, router)];
   if (config.http.plain_addr) servers.push(createServer(serverOptions, router));
-  const maxConnections = connectionCap(config.http.max_connections, { keptFiles: config.cache.open_files, upstreamSockets: up.connections * (config.upstreams.length + 1) }, log);
+  const maxConnections = connectionCap(config.http.max_connections, { keptFiles: config.cache.open_files, upstreamSockets: config.origins.reduce((n, o) => n + o.upstream.connections * (o.upstreams.length + 1), 0) }, log);
   const connections = new ClientConnections({ max: maxConnections, headersTimeoutMs, bodyTimeoutMs }, metrics.registry, log);
   for (const server of servers) {
     // Sockets with no bytes either way for body_timeout are closed, as nginx's proxy_read_timeout.
@@ -162,7 +113,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     connections.attach(server);
   }
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), upstreams: () => upstream.urls, readyTimeoutMs: READY_TIMEOUT_MS }),
+    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), upstreams: () => origins.flatMap((o) => o.upstream.urls), readyTimeoutMs: READY_TIMEOUT_MS }),
   );
   const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
@@ -173,14 +124,18 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       if (!descriptors.note(err, 'accept')) log.error({ err }, 'listener error');
     });
   }
-  log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: upstream.urls, cacheDir: layout.root, mode }, 'registry-edge listening');
+  log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: origins.flatMap((o) => o.upstream.urls), origins: origins.map((o) => o.host).filter(Boolean), cacheDir: layout.root, mode: config.origins[0]?.auth.mode }, 'registry-edge listening');
 
   return {
     httpAddress,
     adminAddress,
     metrics,
     async reload(next: Config) {
-      upstream.update(upstreamServers(next));
+      // Origins themselves (hosts, auth) are fixed at start; their instances follow the file.
+      for (const origin of origins) {
+        const changed = next.origins.find((o) => o.host === origin.host);
+        if (changed) origin.update(changed);
+      }
       if (tls) await tls.reload('reload');
     },
     /**
@@ -194,11 +149,11 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       connections.drain();
       const serversClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       const adminClosed = closeServer(admin, 0);
-      const calm = serversClosed.then(() => blobCache.drain()).then(() => Promise.all([upstream.close(), tokenAgent.close()]));
+      const calm = serversClosed.then(() => blobCache.drain()).then(() => Promise.all(origins.map((o) => o.close())));
       if (!(await settlesWithin(calm, shutdownMs))) {
         log.warn({ key: 'http.shutdown_timeout', seconds: config.http.shutdown_timeout, connections: connections.open }, 'shutdown deadline reached: cutting connections and aborting fills');
         connections.destroyAll();
-        await Promise.all([upstream.destroy(), tokenAgent.destroy()]);
+        await Promise.all(origins.map((o) => o.destroy()));
         if (!(await settlesWithin(Promise.all([serversClosed, blobCache.drain()]), ABORT_GRACE_MS))) {
           log.warn('fills still running after they were aborted; their temp files are removed at the next start');
         }
@@ -208,27 +163,6 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       store.close();
     },
   };
-}
-
-async function createAuthorizer(config: Config): Promise<Authorizer> {
-  const { mode, token, check, htpasswd } = config.auth;
-  if (mode === 'public' && htpasswd.path) {
-    const users = await Htpasswd.load(htpasswd.path, ms(check.ttl)).catch((err: Error) => {
-      throw new ConfigError([`auth.htpasswd.path: ${err.message}`]);
-    });
-    return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: ms(check.ttl) });
-  }
-  if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: ms(check.ttl) });
-  const verifier = new TokenVerifier({
-    issuer: token.issuer,
-    service: token.service,
-    rootCertBundlePem: await readFile(token.rootcertbundle, 'utf8').catch((err: Error) => {
-      throw new ConfigError([`auth.token.rootcertbundle: cannot read ${token.rootcertbundle}: ${err.message}`]);
-    }),
-    leewaySeconds: token.leeway,
-  });
-  const realm = (base: string): string => token.realm || `${base}${config.token.path}`;
-  return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: ms(check.ttl) });
 }
 
 /** Whether `work` settled within `ms` (its outcome is the caller's to read elsewhere). */
@@ -241,8 +175,4 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
   const result = await Promise.race([settled, timeout]);
   clearTimeout(timer);
   return result;
-}
-
-function upstreamServers(config: Config): UpstreamServer[] {
-  return config.upstreams.map((u) => ({ url: u.url, weight: u.weight, maxFails: u.max_fails, failTimeoutMs: ms(u.fail_timeout), backup: u.backup }));
 }

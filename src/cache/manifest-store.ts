@@ -12,6 +12,7 @@ import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { CacheLayout } from './layout.js';
+import { originKey } from './membership.js';
 import type { Writability } from './writability.js';
 
 export interface StoredManifest {
@@ -26,6 +27,9 @@ export interface TagMapping {
   /** ms since epoch when the upstream last confirmed this mapping. */
   readonly confirmedAt: number;
 }
+
+/** What the manifest service needs of the store: manifests by digest (shared) and one origin's tags. */
+export type ManifestStoreView = Pick<ManifestStore, 'get' | 'put' | 'getTag' | 'putTag' | 'deleteTag'>;
 
 const MEMORY_BYTES = 64 * 1024 * 1024;
 const MEMORY_TAGS = 100_000;
@@ -112,6 +116,21 @@ export class ManifestStore {
       this.charge(file.length);
     }
     return stored;
+  }
+
+  /**
+   * The view of one origin: its tags keyed as membership keys its repositories (so a
+   * tag of ghcr.io is never one of docker.io), manifests by digest shared by all.
+   */
+  of(host: string): ManifestStoreView {
+    if (!host) return this;
+    return {
+      get: (digest) => this.get(digest),
+      put: (digest, mediaType, bytes) => this.put(digest, mediaType, bytes),
+      getTag: (name, tag) => this.getTag(originKey(host, name), tag),
+      putTag: (name, tag, mapping) => this.putTag(originKey(host, name), tag, mapping),
+      deleteTag: (name, tag) => this.deleteTag(originKey(host, name), tag),
+    };
   }
 
   async getTag(name: string, tag: string): Promise<TagMapping | undefined> {

@@ -8,7 +8,10 @@
  * across a restart.
  *
  * Log format, one line per fact: `<digest> <repository>\n`, or `- <digest> <repository>\n`
- * for a removal (both validated before they get here); replayed in order.
+ * for a removal (both validated before they get here); replayed in order. A repository
+ * of an origin other than the default one is written `<host>/<name>` (originKey), so a
+ * digest confirmed under one origin's repository is never taken as held by another's,
+ * and the default origin's plain names stay those of caches written before origins.
  */
 import { createReadStream } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';
@@ -17,6 +20,21 @@ import { createInterface } from 'node:readline';
 import { isValidName, parseDigest } from '../oci/grammar.js';
 
 const REMOVAL = '- ';
+
+/** What the services need of membership: the facts of one origin's repositories. */
+export type RepositoryMembership = Pick<Membership, 'has' | 'wasRemoved' | 'add' | 'remove'>;
+
+/** How a repository of origin `host` is keyed in membership and tag files ('' is the default origin: the plain name). */
+export function originKey(host: string, name: string): string {
+  return host ? `${host}/${name}` : name;
+}
+
+/** A key originKey made: a plain name, or a host (with a dot or a port) and a name. */
+function isRepositoryKey(key: string): boolean {
+  if (isValidName(key)) return true;
+  const slash = key.indexOf('/');
+  return slash > 0 && /^[a-z0-9.-]+(:\d{1,5})?$/.test(key.slice(0, slash)) && isValidName(key.slice(slash + 1));
+}
 
 export class Membership {
   private readonly file: string;
@@ -37,13 +55,24 @@ export class Membership {
         const removal = line.startsWith(REMOVAL);
         const [digest, repo] = (removal ? line.slice(REMOVAL.length) : line).split(' ');
         // A torn last line (crash mid-append) fails the grammar and is skipped.
-        if (!digest || !repo || !parseDigest(digest) || !isValidName(repo)) continue;
+        if (!digest || !repo || !parseDigest(digest) || !isRepositoryKey(repo)) continue;
         if (removal) this.forget(digest, repo);
         else this.remember(digest, repo);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+  }
+
+  /** The view of one origin's repositories (host '' is the default origin, keyed by plain names). */
+  of(host: string): RepositoryMembership {
+    if (!host) return this;
+    return {
+      has: (digest, repo) => this.has(digest, originKey(host, repo)),
+      wasRemoved: (digest, repo) => this.wasRemoved(digest, originKey(host, repo)),
+      add: (repo, digests) => this.add(originKey(host, repo), digests),
+      remove: (repo, digests) => this.remove(originKey(host, repo), digests),
+    };
   }
 
   has(digest: string, repo: string): boolean {

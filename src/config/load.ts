@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { load as parseYaml } from 'js-yaml';
-import { KEYS, RETIRED_KEYS, envName, type Config, type KeySpec, type UpstreamConfig } from './schema.js';
+import { KEYS, ORIGIN_HOST, ORIGIN_KEYS, RETIRED_KEYS, envName, originEnvName, type Config, type KeySpec, type OriginConfig, type UpstreamConfig } from './schema.js';
 import { parseBytes, parseDuration } from './units.js';
 
 export class ConfigError extends Error {
@@ -44,16 +44,17 @@ function setPath(tree: Tree, path: string, value: unknown): void {
 }
 
 /** One problem line for each key in the file the schema does not know, named by its dotted path. */
-function unknownKeys(tree: Tree, warn: (line: string) => void, prefix = ''): string[] {
+function unknownKeys(tree: Tree, warn: (line: string) => void, known: readonly KeySpec[] = KEYS, at = '', prefix = ''): string[] {
   const out: string[] = [];
   for (const [key, value] of Object.entries(tree)) {
     const path = prefix ? `${prefix}.${key}` : key;
     // `log.level: debug` is one key named "log.level", never read (keys nest, as in registry:2); said so rather than ignored.
-    if (key.includes('.')) out.push(`${path}: unknown key ${show(key)}: keys do not take dots; nest them (${nested(key)})`);
-    else if (KEYS.some((k) => k.path === path)) continue;
-    else if (RETIRED_KEYS[path] !== undefined) warn(`${path}: ${RETIRED_KEYS[path]}`);
-    else if (isTree(value)) out.push(...unknownKeys(value, warn, path));
-    else out.push(`${path}: unknown key; see 'registry-edge config reference' for the keys`);
+    if (key.includes('.')) out.push(`${at}${path}: unknown key ${show(key)}: keys do not take dots; nest them (${nested(key)})`);
+    else if (known.some((k) => k.path === path)) continue;
+    else if (known === KEYS && path === 'origins') continue;
+    else if (RETIRED_KEYS[path] !== undefined) warn(`${at}${path}: ${RETIRED_KEYS[path]}`);
+    else if (isTree(value)) out.push(...unknownKeys(value, warn, known, at, path));
+    else out.push(`${at}${path}: unknown key; see 'registry-edge config reference' for the keys`);
   }
   return out;
 }
@@ -86,8 +87,8 @@ function bounds(spec: KeySpec, unit: (n: number) => string): string {
 const showSeconds = (s: number): string => (s >= 86400 && s % 86400 === 0 ? `${s / 86400}d` : `${s}s`);
 
 /** Returns [value] or a problem string. */
-function coerce(spec: KeySpec, raw: unknown, fromEnv: boolean): [unknown] | string {
-  const where = fromEnv ? `${spec.path} (env ${envName(spec.path)})` : spec.path;
+function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = ''): [unknown] | string {
+  const where = fromEnv ? `${at}${spec.path} (env ${fromEnv})` : `${at}${spec.path}`;
   const bad = (allowed: string): string => `${where}: ${show(raw)} is not allowed; expected ${allowed}`;
   const outside = (n: number): boolean => (spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max);
   switch (spec.type) {
@@ -197,19 +198,104 @@ export function loadConfig(options: LoadOptions): Config {
   for (const spec of KEYS) {
     const fromEnv = env[envName(spec.path)];
     const raw = fromEnv !== undefined ? fromEnv : getPath(tree, spec.path) ?? spec.default;
-    const result = coerce(spec, raw, fromEnv !== undefined);
+    const result = coerce(spec, raw, fromEnv !== undefined ? envName(spec.path) : undefined);
     if (typeof result === 'string') problems.push(result);
     else setPath(out, spec.path, result[0]);
   }
-  if (problems.length === 0) problems.push(...crossChecks(out as unknown as Config, env));
+  const top = out as unknown as Omit<Config, 'origins'>;
+  const origins = tree.origins === undefined ? [topLevelOrigin(top)] : loadOrigins(tree, top.default_origin, env, problems);
+  if (tree.origins === undefined && top.default_origin) problems.push(`${shownEnv('default_origin', env)}: names one of origins; set origins too (without it the top-level keys are the one origin)`);
+  const config = { ...top, origins };
+  if (problems.length === 0) problems.push(...crossChecks(config, env));
   if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze(out) as unknown as Config;
+  return deepFreeze(config);
+}
+
+const shownEnv = (path: string, env: NodeJS.ProcessEnv): string => (env[envName(path)] !== undefined ? `${path} (env ${envName(path)})` : path);
+
+/** The one origin of a config without `origins`: today's top-level keys, taking pushes as before. */
+function topLevelOrigin(top: Omit<Config, 'origins'>): OriginConfig {
+  const { upstreams, upstream, token, auth, cache } = top;
+  return { host: '', keyPrefix: '', push: true, upstreams, upstream, token, auth, cache: { tag_ttl: cache.tag_ttl, max_stale: cache.max_stale, revalidate_timeout: cache.revalidate_timeout } };
+}
+
+/**
+ * `origins.<host>.<key>`: each entry takes ORIGIN_KEYS (unset keys take the table's
+ * defaults, never the top-level values, so one origin's credentials cannot reach
+ * another's upstreams), overridden by `REGISTRY_EDGE_ORIGINS_<HOST>_<PATH>`. The
+ * default origin comes first.
+ */
+function loadOrigins(tree: Tree, defaultOrigin: string, env: NodeJS.ProcessEnv, problems: string[]): OriginConfig[] {
+  const map = tree.origins;
+  if (!isTree(map) || Object.keys(map).length === 0) {
+    problems.push(`origins: ${show(map)} is not allowed; expected a mapping of registry hosts (docker.io: {upstreams: [...]}, ...)`);
+    return [];
+  }
+  for (const spec of ORIGIN_KEYS) {
+    const set = getPath(tree, spec.path) !== undefined ? spec.path : env[envName(spec.path)] !== undefined ? `${spec.path} (env ${envName(spec.path)})` : undefined;
+    if (set && spec.path !== 'push') problems.push(`${set}: set it under origins.<host> (with origins, the top-level keys of an origin are not read)`);
+  }
+  const envNames = new Map<string, string>();
+  const out: OriginConfig[] = [];
+  for (const [host, sub] of Object.entries(map)) {
+    const at = `origins.${host}.`;
+    if (!ORIGIN_HOST.test(host)) {
+      problems.push(`origins.${host}: ${show(host)} is not a registry host; expected a lower-case host with a dot or a port, as images name it (docker.io, ghcr.io, 10.0.0.5:5000)`);
+      continue;
+    }
+    const mangled = originEnvName(host, '');
+    const clash = envNames.get(mangled);
+    if (clash !== undefined) problems.push(`origins.${host}: its env overrides (${mangled}*) are those of origins.${clash} too; hosts must differ in more than dots, dashes and colons`);
+    envNames.set(mangled, host);
+    if (!isTree(sub)) {
+      problems.push(`origins.${host}: ${show(sub)} is not allowed; expected a mapping of its keys (upstreams, upstream, auth, token, cache, push)`);
+      continue;
+    }
+    problems.push(...unknownKeys(sub, () => undefined, ORIGIN_KEYS, at));
+    const entry: Tree = {};
+    for (const spec of ORIGIN_KEYS) {
+      const variable = originEnvName(host, spec.path);
+      const fromEnv = env[variable];
+      const given = fromEnv !== undefined ? fromEnv : getPath(sub, spec.path);
+      if (given === undefined && spec.path === 'upstreams') problems.push(`${at}upstreams: must be set (the instances of ${host}, e.g. [https://${host}])`);
+      const result = coerce(spec, given ?? spec.default, fromEnv !== undefined ? variable : undefined, at);
+      if (typeof result === 'string') problems.push(result);
+      else setPath(entry, spec.path, result[0]);
+    }
+    out.push({ ...(entry as unknown as Omit<OriginConfig, 'host' | 'keyPrefix'>), host, keyPrefix: at });
+  }
+  const first = out.findIndex((o) => o.host === defaultOrigin);
+  if (!defaultOrigin) problems.push(`${shownEnv('default_origin', env)}: must be set when origins is set (the origin for requests with no ?ns= and no host prefix)`);
+  else if (first < 0 && !problems.some((p) => p.startsWith(`origins.${defaultOrigin}`))) problems.push(`${shownEnv('default_origin', env)}: ${show(defaultOrigin)} is not one of origins (${Object.keys(map).join(', ')})`);
+  if (first > 0) out.unshift(...out.splice(first, 1));
+  return out;
 }
 
 /** Rules that span keys: what one setting requires of others. */
 function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   const problems: string[] = [];
-  const named = (path: string): string => (env[envName(path)] !== undefined ? `${path} (env ${envName(path)})` : path);
+  const tokenPaths = new Map<string, string>();
+  for (const origin of config.origins) {
+    problems.push(...originChecks(origin, env));
+    const { path } = origin.token;
+    const taken = tokenPaths.get(path);
+    if (path && taken !== undefined) problems.push(`${origin.keyPrefix}token.path: ${show(path)} is the token route of ${taken} already; give each origin its own`);
+    if (path) tokenPaths.set(path, `origins.${origin.host}`);
+  }
+  const named = (path: string): string => shownEnv(path, env);
+  if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
+    problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
+  }
+  return problems;
+}
+
+/** What one origin's settings require of each other. */
+function originChecks(config: OriginConfig, env: NodeJS.ProcessEnv): string[] {
+  const problems: string[] = [];
+  const named = (path: string): string => {
+    const variable = config.host ? originEnvName(config.host, path) : envName(path);
+    return env[variable] !== undefined ? `${config.keyPrefix}${path} (env ${variable})` : `${config.keyPrefix}${path}`;
+  };
   if (config.auth.mode === 'token') {
     for (const key of ['service', 'issuer', 'rootcertbundle'] as const) {
       if (!config.auth.token[key]) problems.push(`${named(`auth.token.${key}`)}: must be set when auth.mode is token`);
@@ -220,9 +306,6 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   }
   if (config.auth.htpasswd.path && config.auth.mode !== 'public') {
     problems.push(`${named('auth.htpasswd.path')}: only applies when auth.mode is public (the other modes let the centre decide)`);
-  }
-  if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
-    problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
   }
   if (Boolean(config.token.path) !== Boolean(config.token.url)) {
     problems.push(`${named(config.token.path ? 'token.url' : 'token.path')}: token.path and token.url go together`);
@@ -244,6 +327,9 @@ function deepFreeze<T>(value: T): T {
 /** The key table as Markdown, for the README and `config reference`. */
 export function configReference(): string {
   const limit = (k: KeySpec): string => (k.max === undefined ? '' : `, at most ${k.type === 'duration' ? showSeconds(k.max) : k.max}`);
-  const rows = KEYS.map((k) => `| \`${k.path}\` | \`${envName(k.path)}\` | ${k.type}${k.values ? ` (${k.values.join(', ')})` : ''}${limit(k)} | \`${show(k.default)}\` | ${k.doc} |`);
+  const row = (k: KeySpec, path: string, env: string): string => `| \`${path}\` | \`${env}\` | ${k.type}${k.values ? ` (${k.values.join(', ')})` : ''}${limit(k)} | \`${show(k.default)}\` | ${k.doc} |`;
+  const rows = KEYS.map((k) => row(k, k.path, envName(k.path)));
+  // The other per-origin keys are the top-level ones above, under origins.<host>.
+  for (const k of ORIGIN_KEYS.filter((o) => !KEYS.includes(o))) rows.push(row(k, `origins.<host>.${k.path}`, originEnvName('<HOST>', k.path)));
   return ['| key | env | type | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -109,26 +109,27 @@ function plannedChecks(config: Config, options: PreflightOptions): Check[] {
   const checks: Check[] = [{ key: 'cache.dir', run: () => checkCacheDir(config.cache.dir, options.keep) }];
   const { certificate, key } = config.http.tls;
   if (certificate && key) checks.push({ key: 'http.tls.certificate', run: () => checkTlsPair(certificate, key) });
-  const { mode, token, htpasswd } = config.auth;
-  if (mode === 'token') {
-    checks.push({
-      key: 'auth.token.rootcertbundle',
-      run: async () => {
-        const pem = await underKey('auth.token.rootcertbundle', `cannot read ${token.rootcertbundle}`, readFile(token.rootcertbundle, 'utf8'));
-        // The verifier's own constructor is the parser start-up will use.
-        const parse = async (): Promise<TokenVerifier> => new TokenVerifier({ issuer: token.issuer, service: token.service, rootCertBundlePem: pem, leewaySeconds: token.leeway });
-        await underKey('auth.token.rootcertbundle', token.rootcertbundle, parse());
-      },
-    });
-  }
-  if (mode === 'public' && htpasswd.path) {
-    checks.push({
-      key: 'auth.htpasswd.path',
-      run: async () => {
-        await underKey('auth.htpasswd.path', `cannot read ${htpasswd.path}`, readFile(htpasswd.path));
-        await underKey('auth.htpasswd.path', 'not an htpasswd file', Htpasswd.load(htpasswd.path, 0));
-      },
-    });
+  for (const { auth: { mode, token, htpasswd }, keyPrefix: at } of config.origins) {
+    if (mode === 'token') {
+      checks.push({
+        key: `${at}auth.token.rootcertbundle`,
+        run: async () => {
+          const pem = await underKey(`${at}auth.token.rootcertbundle`, `cannot read ${token.rootcertbundle}`, readFile(token.rootcertbundle, 'utf8'));
+          // The verifier's own constructor is the parser start-up will use.
+          const parse = async (): Promise<TokenVerifier> => new TokenVerifier({ issuer: token.issuer, service: token.service, rootCertBundlePem: pem, leewaySeconds: token.leeway });
+          await underKey(`${at}auth.token.rootcertbundle`, token.rootcertbundle, parse());
+        },
+      });
+    }
+    if (mode === 'public' && htpasswd.path) {
+      checks.push({
+        key: `${at}auth.htpasswd.path`,
+        run: async () => {
+          await underKey(`${at}auth.htpasswd.path`, `cannot read ${htpasswd.path}`, readFile(htpasswd.path));
+          await underKey(`${at}auth.htpasswd.path`, 'not an htpasswd file', Htpasswd.load(htpasswd.path, 0));
+        },
+      });
+    }
   }
   return checks;
 }

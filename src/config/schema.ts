@@ -80,7 +80,17 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, max: TIMER_MAX, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
   { path: 'cache.max_blob_size', type: 'bytes', default: '0', min: 0, doc: 'Largest blob kept in the cache; a larger one is streamed to its clients (still verified) and not kept. 0: half of cache.maxsize. Never more than cache.maxsize.' },
   { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
+  { path: 'default_origin', type: 'string', default: '', doc: 'With origins: the origin (one of its hosts) for requests that name none (no ?ns=, no host prefix), e.g. Docker\'s registry-mirrors for docker.io. Required when origins is set; without origins there is one origin, built from the top-level keys.' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
+];
+
+/**
+ * The keys each entry of `origins.<host>` takes: the top-level keys that describe one
+ * origin. Without `origins` the top-level keys are the one (default) origin.
+ */
+export const ORIGIN_KEYS: readonly KeySpec[] = [
+  ...KEYS.filter((k) => k.path === 'upstreams' || /^(upstream|auth|token)\./.test(k.path) || ['cache.tag_ttl', 'cache.max_stale', 'cache.revalidate_timeout'].includes(k.path)),
+  { path: 'push', type: 'bool', default: false, doc: 'Whether pushes (POST, PATCH, PUT, DELETE) to this origin are forwarded; others get 405 UNSUPPORTED. Default: false for an entry of origins (public origins are read-only); the origin built from the top-level keys always takes pushes, as before.' },
 ];
 
 export interface UpstreamConfig {
@@ -141,6 +151,42 @@ export interface Config {
     readonly write_retry_interval: number;
   };
   readonly startup: { readonly timeout: number };
+  readonly default_origin: string;
+  /**
+   * The origins the edge fronts, the default one first. Without `origins` in the file:
+   * one, built from the top-level keys, with host ''.
+   */
+  readonly origins: readonly OriginConfig[];
+}
+
+/** One origin: the registry a host name (in ?ns= or a path prefix) stands for. */
+export interface OriginConfig {
+  /** The registry host clients name it by (docker.io, ghcr.io, 10.0.0.5:5000); '' for the one origin of a config without origins. */
+  readonly host: string;
+  /** What its keys are called in problem lines: '' (top level) or `origins.<host>.`. */
+  readonly keyPrefix: string;
+  readonly push: boolean;
+  readonly upstreams: Config['upstreams'];
+  readonly upstream: Config['upstream'];
+  readonly token: Config['token'];
+  readonly auth: Config['auth'];
+  readonly cache: Pick<Config['cache'], 'tag_ttl' | 'max_stale' | 'revalidate_timeout'>;
+}
+
+/**
+ * A registry host as an origin key: lower-case DNS labels or an IPv4 address, optional
+ * port, with a dot or a colon in it (as Docker tells a registry host from a repository
+ * component), so it cannot be mistaken for the first component of a repository name
+ * that clients send without a prefix.
+ */
+export const ORIGIN_HOST = /^(?=[^/]*[.:])[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?$/;
+
+/**
+ * `origins.ghcr.io.upstream.auth.password` → `REGISTRY_EDGE_ORIGINS_GHCR_IO_UPSTREAM_AUTH_PASSWORD`:
+ * the host upper-cased with its dots, dashes and colons as `_`.
+ */
+export function originEnvName(host: string, path: string): string {
+  return `REGISTRY_EDGE_ORIGINS_${host.toUpperCase().replace(/[.:-]/g, '_')}_${path.replace(/\./g, '_').toUpperCase()}`;
 }
 
 /** `cache.tag_ttl` → `REGISTRY_EDGE_CACHE_TAG_TTL`, as registry:2 maps `REGISTRY_<PATH>`. */

@@ -6,6 +6,13 @@ export interface Exchange {
   readonly res: ServerResponse;
   readonly path: string;
   readonly query: string;
+  /** The path and query the origin is asked for: without the origin's host prefix and without ?ns=. */
+  upstreamPath: string;
+  upstreamQuery: string;
+  /** The host prefix the client put before the name (re-added to Location and Link), or ''. */
+  prefix: string;
+  /** The host of the origin serving the request ('' without origins), for the access log and metrics. */
+  origin: string;
   readonly startedAt: number;
   /** The client's address: the socket peer, or what a trusted proxy in front says. */
   readonly client: string;

@@ -67,8 +67,10 @@ function responseHeaders(ex: Exchange, res: UpstreamResponse, settings: ForwardS
     out[name] = value;
   }
   const clientHost = ex.req.headers.host;
-  if (typeof out.location === 'string') out.location = rewriteLocation(out.location, res.instance, ex.base, clientHost);
-  if (typeof out.link === 'string') out.link = rewriteLink(out.link, res.instance, ex.base, clientHost);
+  // Under a host prefix the client's next request (upload PATCH, next page) must carry it again.
+  const prefixed = (url: string): string => (ex.prefix ? url.split(`${ex.base}/v2/`).join(`${ex.base}/v2/${ex.prefix}/`) : url);
+  if (typeof out.location === 'string') out.location = prefixed(rewriteLocation(out.location, res.instance, ex.base, clientHost));
+  if (typeof out.link === 'string') out.link = prefixed(rewriteLink(out.link, res.instance, ex.base, clientHost));
   const realm = settings.tokenRealm(ex);
   const challenge = out['www-authenticate'];
   if (realm && challenge !== undefined) {
@@ -111,7 +113,7 @@ export interface ForwardOptions {
 
 export async function forward(ex: Exchange, settings: ForwardSettings, opts: ForwardOptions): Promise<UpstreamResponse> {
   const method = ex.req.method ?? 'GET';
-  const { target, pin } = takePin(ex.path, ex.query);
+  const { target, pin } = takePin(ex.upstreamPath, ex.upstreamQuery);
   const hasBody = method !== 'GET' && method !== 'HEAD';
   // A client that leaves before the answer is complete takes its upstream request with it,
   // instead of leaving it to run until the upstream timeouts.

@@ -5,34 +5,27 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { Dispatcher } from 'undici';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../oci/errors.js';
-import { parseDistributionPath, type DistributionRequest } from '../oci/request.js';
-import type { BlobService } from '../proxy/blob-service.js';
-import type { ManifestService } from '../proxy/manifest-service.js';
+import { parseDistributionPath, splitOriginPrefix, takeNamespace, type DistributionRequest } from '../oci/request.js';
+import type { Origin, OriginTable } from '../origins.js';
 import { UpstreamAnswer } from '../proxy/upstream-answer.js';
-import type { Authorizer } from '../auth/authorizer.js';
 import { asClient, pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
 import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
 import { getBlob, headBlob } from './blobs.js';
 import { exhaustionCode, type DescriptorAlarm } from './descriptors.js';
 import type { Exchange } from './exchange.js';
-import { forward, type ForwardSettings } from './forward.js';
+import { forward } from './forward.js';
 import { deleteManifest, pushManifest, serveManifest } from './manifests.js';
 import { API_VERSION_HEADER, sendError } from './respond.js';
 import { publicBase, rewriteRealm } from './rewrite.js';
 import { forwardToken } from './token-route.js';
 
 export interface RouterDeps {
-  readonly blobs: BlobService;
-  readonly manifests: ManifestService;
-  readonly forward: ForwardSettings;
-  readonly authorizer: Authorizer;
+  readonly origins: OriginTable;
   readonly publicHost: string;
   readonly trustedProxies: TrustedProxies;
-  readonly token: { readonly path: string; readonly url: string; readonly dispatcher: Dispatcher; readonly timeoutMs: number };
   readonly manifestMaxBytes: number;
   readonly metrics: Metrics;
   readonly descriptors: DescriptorAlarm;
@@ -41,58 +34,90 @@ export interface RouterDeps {
 
 const BASE_BODY = '{}';
 
-/** What the edge answers itself, from its cache, and what it forwards; by route and method. */
-async function dispatch(ex: Exchange, parsed: DistributionRequest, deps: RouterDeps): Promise<void> {
+/** What the edge answers itself, from the origin's cache, and what it forwards to the origin; by route and method. */
+async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origin, manifestMaxBytes: number): Promise<void> {
   const method = ex.req.method ?? 'GET';
   const read = method === 'GET' || method === 'HEAD';
+  if ((!read || parsed.route === 'upload') && parsed.route !== 'base' && !origin.push) {
+    throw new RegistryError('UNSUPPORTED', `this edge takes no pushes for ${origin.host} (origins.${origin.host}.push is false)`, { origin: origin.host });
+  }
   const clientAuth = ex.req.headers.authorization;
   const clientOwn = { auth: asClient(clientAuth) };
-  const { authorizer } = deps;
+  const { authorizer } = origin;
   const mode = authorizer.mode;
   switch (parsed.route) {
     case 'base':
       if (!read) break;
-      if (mode === 'upstream-check') return void (await forward(ex, deps.forward, clientOwn));
+      if (mode === 'upstream-check') return void (await forward(ex, origin.forward, clientOwn));
       await authorizer.base(clientAuth, ex.base);
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await deps.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
-      if (method === 'HEAD') return headBlob(ex, deps.blobs, parsed.name, parsed.digest);
-      if (method === 'GET') return getBlob(ex, deps.blobs, parsed.name, parsed.digest);
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await origin.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
+      if (method === 'HEAD') return headBlob(ex, origin.blobs, parsed.name, parsed.digest);
+      if (method === 'GET') return getBlob(ex, origin.blobs, parsed.name, parsed.digest);
       if (method === 'DELETE') {
         const { name, digest } = parsed;
-        return void (await forward(ex, deps.forward, { ...clientOwn, beforeReply: async (res) => void (res.status === 202 && (await deps.blobs.forgetDeleted(name, digest))) }));
+        return void (await forward(ex, origin.forward, { ...clientOwn, beforeReply: async (res) => void (res.status === 202 && (await origin.blobs.forgetDeleted(name, digest))) }));
       }
       break;
     case 'manifest':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => deps.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
-      if (read) return serveManifest(ex, deps.manifests, parsed.name, parsed.reference, { settings: deps.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
-      if (method === 'PUT') return pushManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference, deps.manifestMaxBytes);
-      if (method === 'DELETE') return deleteManifest(ex, deps.forward, deps.manifests, parsed.name, parsed.reference);
+      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => origin.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
+      if (read) return serveManifest(ex, origin.manifests, parsed.name, parsed.reference, { settings: origin.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
+      if (method === 'PUT') return pushManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference, manifestMaxBytes);
+      if (method === 'DELETE') return deleteManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference);
       break;
     case 'upload':
-      return void (await forward(ex, deps.forward, clientOwn));
+      return void (await forward(ex, origin.forward, clientOwn));
     case 'tags':
     case 'referrers':
       if (!read) break;
-      return void (await forward(ex, deps.forward, { auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) }));
+      return void (await forward(ex, origin.forward, { auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) }));
     case 'catalog':
       if (!read) break;
-      return void (await forward(ex, deps.forward, { auth: upstreamAuth(mode, 'registry:catalog:*', clientAuth) }));
+      return void (await forward(ex, origin.forward, { auth: upstreamAuth(mode, 'registry:catalog:*', clientAuth) }));
   }
   throw new RegistryError('UNSUPPORTED', `${method} is not supported on this route`, { route: parsed.route });
 }
 
 const OUT_OF_DESCRIPTORS = new RegistryError('UNAVAILABLE', 'the edge is out of file descriptors; try again', undefined, 503, { 'retry-after': '1' });
 
+/**
+ * The origin a request is for: the one its ?ns= names (a closed list: an unknown host
+ * is refused, never dialled), else the one its host prefix names, else the default.
+ * Sets what the origin is asked (without the prefix and ns) and the OCI-Namespace
+ * answer header; throws the refusal.
+ */
+function chooseOrigin(ex: Exchange, table: OriginTable): Origin {
+  if (table.byHost.size === 0) return table.fallback;
+  const prefixed = splitOriginPrefix(ex.path, table.byHost);
+  const { ns, rest } = takeNamespace(ex.query);
+  ex.upstreamQuery = rest;
+  if (prefixed) {
+    ex.prefix = prefixed.host;
+    ex.upstreamPath = prefixed.path;
+  }
+  if (ns === undefined) return (prefixed && table.byHost.get(prefixed.host)) || table.fallback;
+  const named = table.byHost.get(ns);
+  if (!named || (prefixed && prefixed.host !== ns)) {
+    const why = named ? `the path names origin ${prefixed?.host}, ns names ${ns}` : 'ns names no origin of this edge';
+    throw new RegistryError('NAME_UNKNOWN', `${why}; origins: ${[...table.byHost.keys()].join(', ')}`, { ns: ns.slice(0, 200) }, 404);
+  }
+  // Distribution spec, "Registry Proxying": a registry that honoured ns says so.
+  ex.res.setHeader('OCI-Namespace', named.host);
+  return named;
+}
+
 export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { metrics, log } = deps;
-  const { tokenRealm } = deps.forward;
+  const table = deps.origins;
+  const tokenRoutes = new Map<string, Origin>();
+  for (const o of [table.fallback, ...table.byHost.values()]) if (o.token.path && o.token.url && !tokenRoutes.has(o.token.path)) tokenRoutes.set(o.token.path, o);
+  const originOf = (ex: Exchange): Origin => table.byHost.get(ex.origin) ?? table.fallback;
   const fail = (ex: Exchange, err: unknown): void => {
     ex.error = err;
-    const realm = tokenRealm(ex);
+    const realm = originOf(ex).forward.tokenRealm(ex);
     const challenge = err instanceof UpstreamAnswer ? err.headers['www-authenticate'] : undefined;
     if (realm && challenge && err instanceof UpstreamAnswer) {
       sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body));
@@ -110,6 +135,10 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       res,
       path: q < 0 ? url : url.slice(0, q),
       query: q < 0 ? '' : url.slice(q),
+      upstreamPath: q < 0 ? url : url.slice(0, q),
+      upstreamQuery: q < 0 ? '' : url.slice(q),
+      prefix: '',
+      origin: table.fallback.host,
       startedAt: performance.now(),
       client: clientAddress(req.socket.remoteAddress, req.headers, deps.trustedProxies),
       secure,
@@ -128,16 +157,17 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       const status = res.statusCode;
       const sent = socket.bytesWritten - bytesBefore;
       const completed = res.writableFinished;
-      metrics.httpRequests.inc({ route: ex.route, method: req.method ?? '', status: String(status) });
+      metrics.httpRequests.inc({ route: ex.route, method: req.method ?? '', status: String(status), origin: ex.origin });
       metrics.httpDuration.observe({ route: ex.route }, seconds);
       if (ex.source) metrics.servedBytes.inc({ source: ex.source }, completed ? ex.bodyBytes : sent);
       if (ex.route === 'blob' && ex.cache !== undefined && ex.cache !== 'pass') {
-        metrics.cacheRequests.inc({ kind: 'blob', result: ex.cache === 'hit' ? 'hit' : 'miss' });
+        metrics.cacheRequests.inc({ kind: 'blob', result: ex.cache === 'hit' ? 'hit' : 'miss', origin: ex.origin });
       }
       const entry = {
         method: req.method,
         path: ex.path,
         route: ex.route,
+        origin: ex.origin,
         status,
         bytes: sent,
         durationMs: Math.round(seconds * 1e4) / 10,
@@ -152,14 +182,20 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
         log.info(entry, 'request');
       }
     });
-    if (deps.token.path && deps.token.url && ex.path === deps.token.path) {
+    const tokenOrigin = tokenRoutes.size > 0 ? tokenRoutes.get(ex.path) : undefined;
+    if (tokenOrigin) {
       ex.route = 'token';
-      forwardToken(ex, deps.token.url, deps.token.dispatcher, deps.token.timeoutMs).catch((err: unknown) => fail(ex, err));
+      ex.origin = tokenOrigin.host;
+      const { url, dispatcher, timeoutMs } = tokenOrigin.token;
+      forwardToken(ex, url, dispatcher, timeoutMs).catch((err: unknown) => fail(ex, err));
       return;
     }
     let parsed: DistributionRequest | undefined;
+    let origin: Origin;
     try {
-      parsed = parseDistributionPath(ex.path);
+      origin = chooseOrigin(ex, table);
+      ex.origin = origin.host;
+      parsed = parseDistributionPath(ex.upstreamPath);
     } catch (err) {
       ex.route = 'invalid';
       fail(ex, err);
@@ -170,6 +206,6 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       return;
     }
     ex.route = parsed.route;
-    dispatch(ex, parsed, deps).catch((err: unknown) => fail(ex, err));
+    dispatch(ex, parsed, origin, deps.manifestMaxBytes).catch((err: unknown) => fail(ex, err));
   };
 }

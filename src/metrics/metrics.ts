@@ -1,6 +1,6 @@
 /**
  * The edge's Prometheus metrics, in one registry created at start and passed down.
- * Labels are bounded sets (route, result, source, upstream): never a repository or digest.
+ * Labels are bounded sets (route, result, source, upstream, origin: the configured hosts): never a repository or digest.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -9,8 +9,8 @@ export class Metrics {
 
   readonly httpRequests = new Counter({
     name: 'registry_edge_http_requests_total',
-    help: 'Client requests by route, method and status.',
-    labelNames: ['route', 'method', 'status'] as const,
+    help: 'Client requests by route, method, status and origin (a host of origins; "" without origins or before one is chosen).',
+    labelNames: ['route', 'method', 'status', 'origin'] as const,
     registers: [this.registry],
   });
 
@@ -24,8 +24,8 @@ export class Metrics {
 
   readonly cacheRequests = new Counter({
     name: 'registry_edge_cache_requests_total',
-    help: 'Cache lookups by kind (blob, manifest, tag) and result (hit, miss, follow, revalidated, stale, pass).',
-    labelNames: ['kind', 'result'] as const,
+    help: 'Cache lookups by kind (blob, manifest, tag), result (hit, miss, follow, revalidated, stale, pass) and origin.',
+    labelNames: ['kind', 'result', 'origin'] as const,
     registers: [this.registry],
   });
 

@@ -76,3 +76,39 @@ export function parseDistributionPath(pathname: string): DistributionRequest | u
   }
   throw new RegistryError('NAME_UNKNOWN', 'unknown distribution route', { path: pathname.slice(0, 300) }, 404);
 }
+
+/**
+ * `/v2/<host>/<name>/...` where `<host>` is one of `hosts` (a registries.conf prefix
+ * mirror, `location = "edge:5000/ghcr.io"`, or a containerd mirror with
+ * `override_path = true` and `server = "https://edge:5000/v2/ghcr.io"`): the host and
+ * the path as that origin names it. Repository components may contain dots, so only a
+ * configured host is taken as a prefix, never anything host-shaped.
+ */
+export function splitOriginPrefix(pathname: string, hosts: ReadonlyMap<string, unknown>): { host: string; path: string } | undefined {
+  if (!pathname.startsWith('/v2/')) return undefined;
+  const end = pathname.indexOf('/', 4);
+  if (end < 0) return undefined;
+  const host = pathname.slice(4, end);
+  return hosts.has(host) ? { host, path: `/v2${pathname.slice(end)}` } : undefined;
+}
+
+/**
+ * containerd's `ns` (the registry host of the image reference, on every request to a
+ * mirror) and the query without it: it names the origin to the edge and is no business
+ * of the origin's, so it is never forwarded (Dragonfly's forwarding it drew 400s).
+ */
+export function takeNamespace(query: string): { ns: string | undefined; rest: string } {
+  if (!query.includes('ns=')) return { ns: undefined, rest: query };
+  let ns: string | undefined;
+  const kept = query.slice(1).split('&').filter((pair) => {
+    if (!pair.startsWith('ns=')) return true;
+    // A malformed escape stays as sent: it then names no origin and is refused.
+    try {
+      ns = decodeURIComponent(pair.slice(3));
+    } catch {
+      ns = pair.slice(3);
+    }
+    return false;
+  });
+  return { ns, rest: kept.length ? `?${kept.join('&')}` : '' };
+}

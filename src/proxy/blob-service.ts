@@ -11,7 +11,7 @@ import { resolveRange, type RangeSpec } from '../oci/range.js';
 import type { UpstreamAuth, UpstreamClient } from '../upstream/client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
-import type { Membership } from '../cache/membership.js';
+import type { RepositoryMembership } from '../cache/membership.js';
 import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export interface BlobBody {
@@ -42,11 +42,11 @@ export class BlobService {
   private readonly cache: BlobCache;
   private readonly upstream: UpstreamClient;
   private readonly mode: AuthMode;
-  private readonly membership: Membership;
+  private readonly membership: RepositoryMembership;
   /** digest -> the repository its fill asks the upstream under, until the upstream has answered. */
   private readonly fetching = new Map<string, string>();
 
-  constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode, membership: Membership) {
+  constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode, membership: RepositoryMembership) {
     this.cache = cache;
     this.upstream = upstream;
     this.mode = mode;

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log/logger.js';
-import type { ManifestStore, StoredManifest, TagMapping } from '../cache/manifest-store.js';
+import type { ManifestStoreView, StoredManifest, TagMapping } from '../cache/manifest-store.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseDigest, type Digest } from '../oci/grammar.js';
@@ -22,7 +22,7 @@ import type { Reference } from '../oci/request.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import type { AuthMode } from '../auth/authorizer.js';
-import { referencedDigests, type Membership } from '../cache/membership.js';
+import { referencedDigests, type RepositoryMembership } from '../cache/membership.js';
 import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
@@ -52,11 +52,13 @@ export interface ManifestPolicy {
   readonly revalidateTimeoutMs: number;
   readonly maxBytes: number;
   readonly mode: AuthMode;
-  readonly membership: Membership;
+  readonly membership: RepositoryMembership;
+  /** The origin's host, for the metrics' origin label. */
+  readonly origin: string;
 }
 
 export class ManifestService {
-  private readonly store: ManifestStore;
+  private readonly store: ManifestStoreView;
   private readonly upstream: UpstreamClient;
   private readonly policy: ManifestPolicy;
   private readonly metrics: Metrics;
@@ -67,7 +69,7 @@ export class ManifestService {
   /** `<name>:<tag>` whose last revalidation the upstream failed (unreachable, 5xx, 429, no answer in time). */
   private readonly failing = new LRUCache<string, true>({ max: 10_000 });
 
-  constructor(store: ManifestStore, upstream: UpstreamClient, policy: ManifestPolicy, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+  constructor(store: ManifestStoreView, upstream: UpstreamClient, policy: ManifestPolicy, metrics: Metrics, log: Logger, now: () => number = Date.now) {
     this.store = store;
     this.upstream = upstream;
     this.policy = policy;
@@ -78,7 +80,7 @@ export class ManifestService {
 
   async get(req: ManifestRequest): Promise<ManifestResult> {
     const result = req.reference.kind === 'digest' ? await this.byDigest(req, req.reference.digest) : await this.byTag(req, req.reference.tag);
-    this.metrics.cacheRequests.inc({ kind: 'manifest', result: result.kind === 'stored' ? result.source : 'pass' });
+    this.metrics.cacheRequests.inc({ kind: 'manifest', result: result.kind === 'stored' ? result.source : 'pass', origin: this.policy.origin });
     return result;
   }
 
