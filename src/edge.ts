@@ -21,7 +21,7 @@ import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { createOrigin, originTable, type Origin } from './origins.js';
-import { parseTrustedProxies } from './upstream/client-address.js';
+import { parseTrustedProxies } from './http/client-address.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;

@@ -12,7 +12,7 @@ import { parseDistributionPath, splitOriginPrefix, takeNamespace, type Distribut
 import type { Origin, OriginTable } from '../origins.js';
 import { UpstreamAnswer } from '../proxy/upstream-answer.js';
 import { asClient, pullScope, upstreamAuth } from '../proxy/upstream-auth.js';
-import { clientAddress, type TrustedProxies } from '../upstream/client-address.js';
+import { clientAddress, type TrustedProxies } from './client-address.js';
 import { getBlob, headBlob } from './blobs.js';
 import { exhaustionCode, type DescriptorAlarm } from './descriptors.js';
 import type { Exchange } from './exchange.js';

@@ -12,7 +12,7 @@
  * - least_conn: fewest active requests relative to weight (nginx: conns/weight; the same
  *   as fewest active when weights are equal), ties by smooth weighted round robin.
  */
-import { parseIp } from './client-address.js';
+import { parseIp } from '../net/ip.js';
 
 export interface ServerSpec {
   /** Identity of the server, e.g. its origin URL. Unique within a balancer. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { clientAddress, normalizeIp, parseTrustedProxies } from '../../src/upstream/client-address.js';
+import { clientAddress, parseTrustedProxies } from '../../src/http/client-address.js';
+import { normalizeIp } from '../../src/net/ip.js';
 
 const trusted = parseTrustedProxies(['10.0.0.0/8', '192.168.1.7', 'fd00::/8', '::1']);
 
