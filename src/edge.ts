@@ -87,7 +87,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const origins: Origin[] = [];
   for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
   const router = createRouter({
-    origins: originTable(origins),
+    origins: originTable(origins, config.unknown_ns),
     publicHost: config.http.host,
     trustedProxies: parseTrustedProxies(config.http.trusted_proxies),
     manifestMaxBytes: config.cache.manifest_max_bytes,

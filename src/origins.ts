@@ -43,13 +43,15 @@ export interface OriginTable {
   readonly fallback: Origin;
   /** Empty without origins in the config: then ?ns= and host prefixes mean nothing, as before. */
   readonly byHost: ReadonlyMap<string, Origin>;
+  /** A ?ns= naming no origin: refused, or served by the default origin (unknown_ns). */
+  readonly unknownNs: 'refuse' | 'default';
 }
 
 /** `origins[0]` is the default one (the loader puts it first). */
-export function originTable(origins: readonly Origin[]): OriginTable {
+export function originTable(origins: readonly Origin[], unknownNs: 'refuse' | 'default'): OriginTable {
   const [fallback] = origins;
   if (!fallback) throw new Error('an edge needs at least one origin');
-  return { fallback, byHost: new Map(origins.filter((o) => o.host).map((o) => [o.host, o])) };
+  return { fallback, byHost: new Map(origins.filter((o) => o.host).map((o) => [o.host, o])), unknownNs };
 }
 
 /** What all origins share: the content-addressed stores and the edge's own facts. */

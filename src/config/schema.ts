@@ -81,6 +81,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.max_blob_size', type: 'bytes', default: '0', min: 0, doc: 'Largest blob kept in the cache; a larger one is streamed to its clients (still verified) and not kept. 0: half of cache.maxsize. Never more than cache.maxsize.' },
   { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
   { path: 'default_origin', type: 'string', default: '', doc: 'With origins: the origin (one of its hosts) for requests that name none (no ?ns=, no host prefix), e.g. Docker\'s registry-mirrors for docker.io. Required when origins is set; without origins there is one origin, built from the top-level keys.' },
+  { path: 'unknown_ns', type: 'enum', default: 'refuse', values: ['refuse', 'default'], doc: 'With origins: a ?ns= naming no configured origin is refused (404 NAME_UNKNOWN, nothing dialled), or served by default_origin as if it had named none (no OCI-Namespace then). The edge never dials a host it was not configured with.' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
@@ -152,6 +153,7 @@ export interface Config {
   };
   readonly startup: { readonly timeout: number };
   readonly default_origin: string;
+  readonly unknown_ns: 'refuse' | 'default';
   /**
    * The origins the edge fronts, the default one first. Without `origins` in the file:
    * one, built from the top-level keys, with host ''.

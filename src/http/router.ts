@@ -100,6 +100,8 @@ function chooseOrigin(ex: Exchange, table: OriginTable): Origin {
   }
   if (ns === undefined) return (prefixed && table.byHost.get(prefixed.host)) || table.fallback;
   const named = table.byHost.get(ns);
+  // Configured so, an ns this edge does not front is served as a request that named none.
+  if (!named && !prefixed && table.unknownNs === 'default') return table.fallback;
   if (!named || (prefixed && prefixed.host !== ns)) {
     const why = named ? `the path names origin ${prefixed?.host}, ns names ${ns}` : 'ns names no origin of this edge';
     throw new RegistryError('NAME_UNKNOWN', `${why}; origins: ${[...table.byHost.keys()].join(', ')}`, { ns: ns.slice(0, 200) }, 404);

@@ -146,6 +146,37 @@ describe('one edge, two origins', () => {
     assert.equal(side(A).shim.stats.requests.length, 0);
   });
 
+  test('unknown_ns: default serves an ns this edge does not front from the default origin, and still dials nothing else', async () => {
+    const lenient = await startEdge({
+      workDir: work,
+      cacheDir: path.join(work, 'cache-lenient'),
+      configYaml: [
+        'origins:',
+        `  ${A}:`,
+        `    upstreams: [${side(A).shim.url}]`,
+        `  ${B}:`,
+        `    upstreams: [${side(B).shim.url}]`,
+        `default_origin: ${A}`,
+        'unknown_ns: default',
+        '',
+      ].join('\n'),
+    });
+    try {
+      resetShims();
+      const res = await httpRequest(`${lenient.url}/v2/team/app/manifests/1.0?ns=registry-1.docker.io`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['docker-content-digest'], side(A).image.manifestDigest, 'the default origin answered');
+      assert.equal(res.headers['oci-namespace'], undefined, 'the ns was not honoured, so it is not echoed');
+      assert.equal(side(B).shim.stats.requests.length, 0);
+      assert.ok(side(A).shim.stats.requests.length > 0);
+      assert.ok(side(A).shim.stats.requests.every((r) => !r.path.includes('ns=')), 'ns is not forwarded');
+      const mismatch = await httpRequest(`${lenient.url}/v2/${A}/team/app/manifests/1.0?ns=${B}`);
+      assert.equal(mismatch.status, 404, 'a prefix and an ns naming different origins are still refused');
+    } finally {
+      await lenient.stop();
+    }
+  });
+
   test('each origin has its own authorization for cached content: htpasswd on one leaves the other public', async () => {
     const file = path.join(work, 'htpasswd');
     const line = await run('htpasswd', ['-Bbn', 'zone', 'zone-secret']);
