@@ -139,10 +139,11 @@ export class Fill extends EventEmitter {
 
   /**
    * Whether a new request may join: not when an uncached fill has dropped bytes its
-   * readers sent. One that failed is joined until it is gone: its followers share its failure.
+   * readers sent, and not once it has failed (its readers share the failure; a request
+   * arriving after it, before its cleanup is done, starts a fill of its own).
    */
   get joinable(): boolean {
-    return this.state === 'failed' || this.covers(0);
+    return this.state !== 'failed' && this.covers(0);
   }
 
   private async run(
