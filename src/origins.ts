@@ -21,6 +21,9 @@ import type { Metrics } from './metrics/metrics.js';
 import { BlobService } from './proxy/blob-service.js';
 import { ManifestService } from './proxy/manifest-service.js';
 import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
+import { RemoteRegistry } from './upstream/remote-registry.js';
+import { upstreamAuth } from './upstream/upstream-auth.js';
+import { LocalRegistry } from './cache/local-registry.js';
 
 export interface Origin {
   /** The host clients name it by ('' for the one origin of a config without origins). */
@@ -90,16 +93,22 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
   );
   const mode = config.auth.mode;
   const membership = shared.membership.of(config.host);
-  const blobs = new BlobService(shared.blobCache, upstream, mode, membership);
+  const manifestStore = shared.manifestStore.of(config.host);
+  const local = new LocalRegistry(shared.blobCache.store, manifestStore);
+  const remote = new RemoteRegistry(upstream, {
+    credentials: (scope, authorization) => upstreamAuth(mode, scope, authorization),
+    maxManifestBytes: edge.cache.manifest_max_bytes,
+    onDigestMismatch: () => metrics.digestMismatches.inc({ kind: 'manifest' }),
+  });
+  const blobs = new BlobService(shared.blobCache, local, remote, membership);
   const manifests = new ManifestService(
-    shared.manifestStore.of(config.host),
-    upstream,
+    manifestStore,
+    local,
+    remote,
     {
       tagTtlMs: ms(config.cache.tag_ttl),
       maxStaleMs: ms(config.cache.max_stale),
       revalidateTimeoutMs: ms(config.cache.revalidate_timeout),
-      maxBytes: edge.cache.manifest_max_bytes,
-      mode,
       membership,
       origin: config.host,
     },

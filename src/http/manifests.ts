@@ -9,7 +9,7 @@ import type { Reference } from '../oci/request.js';
 import type { ManifestService } from '../proxy/manifest-service.js';
 import type { UpstreamAuth } from '../upstream/client.js';
 import { header, type Exchange } from './exchange.js';
-import { asClient } from '../proxy/upstream-auth.js';
+import { asClient } from '../upstream/upstream-auth.js';
 import { ifNoneMatchHits } from './conditional.js';
 import { BoundedTee, forward, type ForwardSettings } from './forward.js';
 import { API_VERSION_HEADER } from './respond.js';

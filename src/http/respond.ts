@@ -2,7 +2,7 @@
 import type { ServerResponse } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import { RegistryError, isRegistryError } from '../oci/errors.js';
-import { UpstreamAnswer } from '../proxy/upstream-answer.js';
+import { UpstreamAnswer } from '../upstream/upstream-answer.js';
 
 export const API_VERSION_HEADER = ['docker-distribution-api-version', 'registry/2.0'] as const;
 

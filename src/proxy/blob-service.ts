@@ -5,14 +5,14 @@
 import type { Writable } from 'node:stream';
 import type { BlobCache } from '../cache/blob-cache.js';
 import { FillError, type FillSource } from '../cache/fill.js';
+import type { LocalRegistry } from '../cache/local-registry.js';
 import type { Digest } from '../oci/grammar.js';
 import { RegistryError } from '../oci/errors.js';
 import { resolveRange, type RangeSpec } from '../oci/range.js';
-import type { UpstreamAuth, UpstreamClient } from '../upstream/client.js';
-import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
-import type { AuthMode } from '../auth/authorizer.js';
+import { unlessAbsent } from '../reads/registry-reader.js';
+import type { RemoteRegistry } from '../upstream/remote-registry.js';
+import { asClient } from '../upstream/upstream-auth.js';
 import type { RepositoryMembership } from '../cache/membership.js';
-import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export interface BlobBody {
   readonly source: 'cache' | 'fill';
@@ -40,22 +40,26 @@ const unsatisfiable = (size: number): RegistryError =>
 
 export class BlobService {
   private readonly cache: BlobCache;
-  private readonly upstream: UpstreamClient;
-  private readonly mode: AuthMode;
+  private readonly local: LocalRegistry;
+  private readonly remote: RemoteRegistry;
+  /** The origin asked with the client's own credentials, whatever the mode. */
+  private readonly remoteAsClient: RemoteRegistry;
   private readonly membership: RepositoryMembership;
   /** digest -> the repository its fill asks the upstream under, until the upstream has answered. */
   private readonly fetching = new Map<string, string>();
 
-  constructor(cache: BlobCache, upstream: UpstreamClient, mode: AuthMode, membership: RepositoryMembership) {
+  /** `local` reads the same store `cache` fills. */
+  constructor(cache: BlobCache, local: LocalRegistry, remote: RemoteRegistry, membership: RepositoryMembership) {
     this.cache = cache;
-    this.upstream = upstream;
-    this.mode = mode;
+    this.local = local;
+    this.remote = remote;
+    this.remoteAsClient = remote.withCredentials((_scope, authorization) => asClient(authorization));
     this.membership = membership;
   }
 
   /** Asks the upstream, with the client's credentials, whether it may read this blob; throws the refusal. */
   checkAccess(name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
-    return this.confirm(name, digest, asClient(authorization));
+    return this.confirm(this.remoteAsClient, name, digest, authorization);
   }
 
   /**
@@ -68,17 +72,14 @@ export class BlobService {
     // refusal fails the fill, and the follower then asks on its own).
     if (this.fetching.get(req.digest.value) === req.name) return;
     if (!this.cache.store.has(req.digest) && !this.cache.inflightFill(req.digest)) return;
-    await this.confirm(req.name, req.digest, upstreamAuth(this.mode, pullScope(req.name), req.authorization));
+    await this.confirm(this.remote, req.name, req.digest, req.authorization);
   }
 
   /** A HEAD upstream: on 200 the repository holds the blob (remembered) and its size is returned; otherwise the refusal is thrown. */
-  private async confirm(name: string, digest: Digest, auth: UpstreamAuth): Promise<number | undefined> {
-    const res = await this.upstream.request({ method: 'HEAD', path: `/v2/${name}/blobs/${digest.value}`, auth, followRedirects: true });
-    if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
-    await res.body.dump();
+  private async confirm(remote: RemoteRegistry, name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
+    const size = await remote.statBlob(name, digest, authorization);
     await this.membership.add(name, [digest.value]);
-    const length = Number(res.headers['content-length']);
-    return Number.isSafeInteger(length) ? length : undefined;
+    return size;
   }
 
   /** The upstream accepted a DELETE of the blob under `name`: the next read there asks it again (the bytes stay cached for other repositories). */
@@ -137,27 +138,21 @@ export class BlobService {
   /** Size of a blob for HEAD: the store, a fill in flight, or the upstream's HEAD. */
   async head(req: BlobRequest): Promise<{ size: number | undefined; source: 'cache' | 'fill' | 'upstream' }> {
     await this.ensureMember(req);
-    const stored = this.cache.store.sizeOf(req.digest);
+    const stored = await unlessAbsent(this.local.statBlob(req.name, req.digest));
     if (stored !== undefined) return { size: stored, source: 'cache' };
     const fill = this.cache.inflightFill(req.digest);
     const announced = fill ? await fill.ready.catch(() => undefined) : undefined;
     if (announced !== undefined) return { size: announced, source: 'fill' };
-    const size = await this.confirm(req.name, req.digest, upstreamAuth(this.mode, pullScope(req.name), req.authorization));
+    const size = await this.confirm(this.remote, req.name, req.digest, req.authorization);
     return { size, source: 'upstream' };
   }
 
-  private async fetch(req: BlobRequest): Promise<FillSource> {
-    const res = await this.upstream.request({
-      method: 'GET',
-      path: `/v2/${req.name}/blobs/${req.digest.value}`,
-      auth: upstreamAuth(this.mode, pullScope(req.name), req.authorization),
-      followRedirects: true,
+  private fetch(req: BlobRequest): Promise<FillSource> {
+    return this.remote.openBlob(req.name, req.digest, req.authorization).then((source) => {
+      // Not awaited: the fill reads the body from here on (an unread body under a closing
+      // connection kills the process in undici 7, nodejs/undici#5360); the fact is in memory now.
+      void this.membership.add(req.name, [req.digest.value]);
+      return source;
     });
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
-    // Not awaited: the fill reads the body from here on (an unread body under a closing
-    // connection kills the process in undici 7, nodejs/undici#5360); the fact is in memory now.
-    void this.membership.add(req.name, [req.digest.value]);
-    const length = Number(res.headers['content-length']);
-    return { body: res.body, size: Number.isSafeInteger(length) && length >= 0 ? length : undefined };
   }
 }

@@ -12,18 +12,19 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import type { LocalRegistry } from '../cache/local-registry.js';
 import type { Logger } from '../log/logger.js';
 import type { ManifestStoreView, StoredManifest, TagMapping } from '../cache/manifest-store.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseDigest, type Digest } from '../oci/grammar.js';
-import { ALL_MANIFEST_TYPES, accepts, sniffMediaType } from '../oci/media-types.js';
+import { accepts } from '../oci/media-types.js';
 import type { Reference } from '../oci/request.js';
-import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
-import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
-import type { AuthMode } from '../auth/authorizer.js';
+import { unlessAbsent, type ManifestBytes, type ResolvedTag } from '../reads/registry-reader.js';
+import type { RemoteRegistry } from '../upstream/remote-registry.js';
+import { UpstreamAnswer } from '../upstream/upstream-answer.js';
+import { asClient } from '../upstream/upstream-auth.js';
 import { referencedDigests, type RepositoryMembership } from '../cache/membership.js';
-import { asClient, pullScope, upstreamAuth } from './upstream-auth.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 
@@ -31,9 +32,6 @@ export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 export type ManifestResult = { readonly kind: 'stored'; readonly manifest: StoredManifest; readonly source: ManifestSource } | { readonly kind: 'pass' };
 
 const PASS: ManifestResult = { kind: 'pass' };
-
-/** Signed schema1 manifests: their Docker-Content-Digest covers the payload only, so their bytes cannot be verified and are never cached. */
-const SCHEMA1 = new Set(['application/vnd.docker.distribution.manifest.v1+prettyjws', 'application/vnd.docker.distribution.manifest.v1+json']);
 
 export interface ManifestRequest {
   readonly name: string;
@@ -50,16 +48,17 @@ export interface ManifestPolicy {
   readonly maxStaleMs: number;
   /** Deadline of a revalidation that has a copy within maxStale to fall back on. */
   readonly revalidateTimeoutMs: number;
-  readonly maxBytes: number;
-  readonly mode: AuthMode;
   readonly membership: RepositoryMembership;
   /** The origin's host, for the metrics' origin label. */
   readonly origin: string;
 }
 
 export class ManifestService {
+  /** Written here (what the policy keeps); read through `local`. */
   private readonly store: ManifestStoreView;
-  private readonly upstream: UpstreamClient;
+  private readonly local: LocalRegistry;
+  private readonly remote: RemoteRegistry;
+  private readonly remoteAsClient: RemoteRegistry;
   private readonly policy: ManifestPolicy;
   private readonly metrics: Metrics;
   private readonly log: Logger;
@@ -69,9 +68,12 @@ export class ManifestService {
   /** `<name>:<tag>` whose last revalidation the upstream failed (unreachable, 5xx, 429, no answer in time). */
   private readonly failing = new LRUCache<string, true>({ max: 10_000 });
 
-  constructor(store: ManifestStoreView, upstream: UpstreamClient, policy: ManifestPolicy, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+  /** `local` reads the same `store`. */
+  constructor(store: ManifestStoreView, local: LocalRegistry, remote: RemoteRegistry, policy: ManifestPolicy, metrics: Metrics, log: Logger, now: () => number = Date.now) {
     this.store = store;
-    this.upstream = upstream;
+    this.local = local;
+    this.remote = remote;
+    this.remoteAsClient = remote.withCredentials((_scope, authorization) => asClient(authorization));
     this.policy = policy;
     this.metrics = metrics;
     this.log = log;
@@ -104,19 +106,11 @@ export class ManifestService {
 
   /** Asks the upstream, with the client's credentials, whether it may read this manifest; throws the refusal. */
   async checkAccess(name: string, reference: Reference, authorization: string | undefined): Promise<void> {
-    const ref = reference.kind === 'tag' ? reference.tag : reference.digest.value;
-    const res = await this.upstream.request({
-      method: 'HEAD',
-      path: `/v2/${name}/manifests/${ref}`,
-      headers: { accept: ALL_MANIFEST_TYPES },
-      auth: asClient(authorization),
-    });
-    if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
-    await res.body.dump();
+    await this.remoteAsClient.statManifest(name, reference.kind === 'tag' ? reference.tag : reference.digest.value, authorization);
   }
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
-    const stored = await this.store.get(digest);
+    const stored = await unlessAbsent(this.local.getManifest(req.name, digest));
     if (stored && !accepts(req.accepted, stored.mediaType)) return PASS;
     if (stored) {
       if (!this.policy.membership.has(digest.value, req.name)) await this.confirmMember(req, digest);
@@ -124,16 +118,14 @@ export class ManifestService {
     }
     // Bytes that hash to the digest asked for are the canonical manifest whatever Accept fetched them.
     return this.coalesce(`${req.name}\n${digest.value}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`, async () => {
-      const res = await this.fetch(req, 'GET', digest.value, req.acceptHeader ?? ALL_MANIFEST_TYPES);
-      return { kind: 'stored', manifest: await this.storeResponse(res, req.name, digest), source: 'miss' };
+      const fetched = await this.remote.getManifest(req.name, digest, req.authorization, req.acceptHeader);
+      return { kind: 'stored', manifest: await this.keep(req.name, fetched), source: 'miss' };
     });
   }
 
   /** A manifest cached for one repository is served under another only if the upstream has it there. */
   private async confirmMember(req: ManifestRequest, digest: Digest): Promise<void> {
-    const res = await this.fetch(req, 'HEAD', digest.value, ALL_MANIFEST_TYPES);
-    if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
-    await res.body.dump();
+    await this.remote.statManifest(req.name, digest.value, req.authorization);
     await this.policy.membership.add(req.name, [digest.value]);
   }
 
@@ -147,9 +139,9 @@ export class ManifestService {
   private async resolveTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
     // Not keyed by Accept: every client shares the one canonical resolution.
     const key = `${req.name}\n${tag}\n${req.authorization ?? ''}`;
-    const mapping = await this.store.getTag(req.name, tag);
+    const mapping = await unlessAbsent(this.local.resolveTag(req.name, tag));
     const digest = mapping ? parseDigest(mapping.digest) : undefined;
-    const stored = digest ? await this.store.get(digest) : undefined;
+    const stored = digest ? await unlessAbsent(this.local.getManifest(req.name, digest)) : undefined;
     if (!mapping || !stored) return this.coalesce(key, () => this.fetchTag(req, tag));
     // Not a member (deleted through the edge, or a membership line lost): asked again before it is served.
     const { membership } = this.policy;
@@ -169,26 +161,19 @@ export class ManifestService {
   private async revalidate(req: ManifestRequest, tag: string, mapping: TagMapping, stored: StoredManifest, deleted: boolean): Promise<ManifestResult> {
     // A copy that may still be served is not held back for the whole upstream.headers_timeout.
     const servable = !deleted && this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
-    let res: UpstreamResponse;
+    let current: ResolvedTag;
     try {
-      res = await this.fetch(req, 'HEAD', tag, ALL_MANIFEST_TYPES, servable ? this.policy.revalidateTimeoutMs : undefined);
+      current = await this.remote.resolveTag(req.name, tag, req.authorization, servable ? this.policy.revalidateTimeoutMs : undefined);
     } catch (err) {
-      return this.stale(req, tag, mapping, stored, deleted, err);
-    }
-    if (res.status >= 500 || res.status === 429) {
-      await res.body.dump();
-      return this.stale(req, tag, mapping, stored, deleted, new Error(`upstream answered ${res.status}`));
+      // Only an unreachable or failing upstream leaves the stale copy servable: a refusal or an unknown tag is its answer.
+      const unknown = err instanceof RegistryError && err.status === 404;
+      if (!unknown && !(err instanceof UpstreamAnswer)) return this.stale(req, tag, mapping, stored, deleted, err);
+      this.failing.delete(`${req.name}:${tag}`);
+      if (unknown) await this.store.deleteTag(req.name, tag);
+      throw err;
     }
     this.failing.delete(`${req.name}:${tag}`);
-    if (res.status === 404) {
-      await res.body.dump();
-      await this.store.deleteTag(req.name, tag);
-      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { tag });
-    }
-    if (res.status !== 200) throw await refusalOfHead(res, 'MANIFEST_UNKNOWN');
-    await res.body.dump();
-    const current = headerValue(res.headers['docker-content-digest']);
-    if (current === mapping.digest) {
+    if (current.digest === mapping.digest) {
       await this.policy.membership.add(req.name, [mapping.digest]);
       await this.store.putTag(req.name, tag, { ...mapping, confirmedAt: this.now() });
       return { kind: 'stored', manifest: stored, source: 'revalidated' };
@@ -212,13 +197,10 @@ export class ManifestService {
   }
 
   private async fetchTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
-    const res = await this.fetch(req, 'GET', tag, ALL_MANIFEST_TYPES);
-    if (res.status === 200 && SCHEMA1.has(mediaTypeOf(res) ?? '')) {
-      // A tag pushed as schema1: the client's own request gets it byte for byte.
-      await res.body.dump();
-      return PASS;
-    }
-    const manifest = await this.storeResponse(res, req.name, undefined);
+    const fetched = await this.remote.getTagged(req.name, tag, req.authorization);
+    // A tag pushed as schema1: the client's own request gets it byte for byte.
+    if (fetched === 'schema1') return PASS;
+    const manifest = await this.keep(req.name, fetched);
     await this.store.putTag(req.name, tag, { digest: manifest.digest, mediaType: manifest.mediaType, confirmedAt: this.now() });
     return { kind: 'stored', manifest, source: 'miss' };
   }
@@ -228,47 +210,12 @@ export class ManifestService {
     return this.policy.membership.remove(name, [digest.value]);
   }
 
-  private async fetch(req: ManifestRequest, method: 'GET' | 'HEAD', reference: string, accept: string, deadlineMs?: number): Promise<UpstreamResponse> {
-    return this.upstream.request({
-      method,
-      path: `/v2/${req.name}/manifests/${reference}`,
-      headers: { accept },
-      auth: upstreamAuth(this.policy.mode, pullScope(req.name), req.authorization),
-      deadlineMs,
-    });
-  }
-
-  /** Reads a manifest answer, checks its bytes against the digest it claims, and stores it. */
-  private async storeResponse(res: UpstreamResponse, name: string, expected: Digest | undefined): Promise<StoredManifest> {
-    if (res.status !== 200) throw await UpstreamAnswer.from(res);
-    const declared = Number(res.headers['content-length']);
-    if (declared > this.policy.maxBytes) {
-      res.body.destroy();
-      throw new RegistryError('MANIFEST_INVALID', `upstream manifest of ${declared} bytes exceeds cache.manifest_max_bytes`, undefined, 502);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.policy.maxBytes) {
-        res.body.destroy();
-        throw new RegistryError('MANIFEST_INVALID', 'upstream manifest exceeds cache.manifest_max_bytes', undefined, 502);
-      }
-      chunks.push(chunk);
-    }
-    const bytes = Buffer.concat(chunks);
-    const claimed = parseDigest(headerValue(res.headers['docker-content-digest']) ?? '');
-    const algorithm = expected?.algorithm ?? claimed?.algorithm ?? 'sha256';
-    const actual = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
-    const verified = parseDigest(actual);
-    const mismatch = [expected, claimed].find((d) => d !== undefined && d.value !== actual);
-    if (!verified || mismatch) {
-      this.metrics.digestMismatches.inc({ kind: 'manifest' });
-      throw new RegistryError('UNAVAILABLE', 'upstream manifest does not match its digest; not cached', { expected: mismatch?.value, actual }, 502);
-    }
-    const mediaType = mediaTypeOf(res) || sniffMediaType(bytes) || 'application/octet-stream';
-    await this.policy.membership.add(name, [actual, ...referencedDigests(bytes)]);
-    return this.store.put(verified, mediaType, bytes);
+  /** Stores verified bytes from the origin; the repository holds them and what they reference. */
+  private async keep(name: string, fetched: ManifestBytes): Promise<StoredManifest> {
+    const digest = parseDigest(fetched.digest);
+    if (!digest) throw new RegistryError('UNAVAILABLE', 'upstream manifest digest unusable', { digest: fetched.digest }, 502);
+    await this.policy.membership.add(name, [fetched.digest, ...referencedDigests(fetched.bytes)]);
+    return this.store.put(digest, fetched.mediaType, fetched.bytes);
   }
 
   /** `key` holds the client's credentials: one client's answer never serves another's request. */
@@ -280,12 +227,3 @@ export class ManifestService {
     return promise;
   }
 }
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function mediaTypeOf(res: UpstreamResponse): string | undefined {
-  return headerValue(res.headers['content-type'])?.split(';')[0]?.trim();
-}
-

@@ -3,7 +3,7 @@
  * challenge, a 403, a 404 with the registry's error JSON, a 429 with Retry-After).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { UpstreamResponse } from '../upstream/client.js';
+import type { UpstreamResponse } from './client.js';
 
 const MAX_ERROR_BODY = 64 * 1024;
 const KEPT_HEADERS = ['content-type', 'www-authenticate', 'retry-after', 'docker-distribution-api-version'] as const;

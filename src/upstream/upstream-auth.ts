@@ -1,5 +1,5 @@
 import type { AuthMode } from '../auth/authorizer.js';
-import type { UpstreamAuth } from '../upstream/client.js';
+import type { UpstreamAuth } from './client.js';
 
 /**
  * Whose credentials a request to the upstream carries: the edge's own in public mode,
