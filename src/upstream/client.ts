@@ -2,9 +2,9 @@
  * Requests to the upstream registry instances: one keep-alive undici Pool per
  * instance, chosen per request by the balancer (ip_hash affinity, round robin or
  * least_conn) with passive and active health; idempotent requests that cannot
- * connect go to the next instance. Cache fills carry the edge's own credentials
- * (bearer challenge or basic) or the client's Authorization, and follow redirects to
- * object storage without the registry's Authorization.
+ * connect go to the next instance. What happens on one instance (a reset connection
+ * retried, the edge's credentials answering a challenge, redirects to object storage)
+ * is the pipeline composed from src/upstream/interceptors.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -14,8 +14,13 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../oci/errors.js';
 import { Balancer, type ServerSpec, type Strategy } from './balancer.js';
-import { parseChallenge } from './challenge.js';
-import { TokenCache, TokenError, type Credentials } from './tokens.js';
+import { isConnectError, isHeadersTimeout } from './connect-errors.js';
+import { bearerChallenge } from './interceptors/bearer-challenge.js';
+import { compose, IDEMPOTENT, type Send } from './interceptors/exchange.js';
+import { instanceSend } from './interceptors/instance-send.js';
+import { followRedirects } from './interceptors/redirects.js';
+import { resetRetry } from './interceptors/reset-retry.js';
+import { TokenCache, type Credentials } from './tokens.js';
 
 export interface UpstreamServer {
   readonly url: string;
@@ -85,43 +90,10 @@ export interface Instance {
   readonly pool: Pool;
 }
 
-/** One round trip of a request (the first try, the answer to a challenge, a redirect). */
-interface OneRequest {
-  readonly origin: string;
-  readonly path: string;
-  readonly method: string;
-  readonly headers: Record<string, string>;
-  readonly body?: Readable | undefined;
-  readonly signal: AbortSignal | undefined;
-}
-
 /** Requests the edge makes on its own behalf say so; forwarded requests carry the client's User-Agent. */
 const USER_AGENT = 'registry-edge/0.1';
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Gateway answers from an instance (or a balancer in front of it): an idempotent request tries the next one. */
 const NEXT_UPSTREAM = new Set([502, 503, 504]);
-const IDEMPOTENT = new Set(['GET', 'HEAD']);
-/** Bytes of an answer undici holds for certain whether or not it is read. */
-const SMALL_BODY = 16 * 1024;
-
-/** The instance took longer than upstream.headers_timeout to answer. */
-function isHeadersTimeout(err: unknown): boolean {
-  return (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
-}
-
-/** A connection closed under a request before any answer came. */
-function isResetConnection(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
-}
-
-/** Errors where the request never reached the upstream application, so trying another instance is safe. */
-function isConnectError(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
-    || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_SOCKET'
-    || code === 'EPIPE';
-}
 
 export function instanceKey(url: string): string {
   return createHash('sha256').update(url).digest('base64url').slice(0, 10);
@@ -133,6 +105,8 @@ function toSpec(s: UpstreamServer): ServerSpec {
 
 export class UpstreamClient {
   private instances = new Map<string, Instance>();
+  /** Each instance's composed request pipeline, built on first use. */
+  private readonly pipelines = new WeakMap<Instance, Send>();
   private readonly balancer: Balancer;
   private readonly agent: Agent;
   private tokens: TokenCache;
@@ -264,89 +238,35 @@ export class UpstreamClient {
     throw new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { cause: (lastError as Error | undefined)?.message });
   }
 
-  /**
-   * A reused keep-alive connection that the instance (or a balancer in front of it) closed
-   * just as the request went out fails with a reset before any answer: a GET or HEAD is
-   * sent once more, on a new connection, before the instance counts a failure. Without
-   * this a zone with one upstream answered 503 for a connection the upstream had retired.
-   */
+  /** One request on one instance, through that instance's pipeline (reset retry, edge credentials, redirects). */
   private async requestOnInstance(instance: Instance, req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
-    try {
-      return await this.requestInstance(instance, req, signal);
-    } catch (err) {
-      if (!isResetConnection(err) || req.body || !IDEMPOTENT.has(req.method) || signal?.aborted) throw err;
-      return this.requestInstance(instance, req, signal);
-    }
-  }
-
-  private async requestInstance(instance: Instance, req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...req.headers };
     if (req.auth?.kind === 'client') headers.authorization = req.auth.header;
-    if (req.auth?.kind === 'edge') {
-      const token = this.tokens.peek(req.auth.scope);
-      if (token) headers.authorization = `Bearer ${token}`;
-    }
-    const path = instance.basePath + req.path;
-    let res = await this.send(instance.pool, instance, { origin: instance.origin, path, method: req.method, headers, body: req.body, signal });
-    if (res.statusCode === 401 && req.auth?.kind === 'edge' && !req.body) {
-      // A body past undici's buffer left unread across the token fetch can end the process when
-      // the connection closes (nodejs/undici#5360): a large one is dropped first (registries send a few bytes).
-      const length = Number(res.headers['content-length']);
-      if (!(length <= SMALL_BODY)) await res.body.dump();
-      const authorization = await this.answerChallenge(res.headers['www-authenticate'], req.auth.scope);
-      if (authorization) {
-        await res.body.dump();
-        res = await this.send(instance.pool, instance, { origin: instance.origin, path, method: req.method, headers: { ...headers, authorization }, signal });
-      }
-    }
-    let redirects = 0;
-    while (req.followRedirects && REDIRECTS.has(res.statusCode) && redirects < this.opts.maxRedirects) {
-      const location = res.headers.location;
-      if (typeof location !== 'string') break;
-      await res.body.dump();
-      const target = new URL(location, instance.origin + path);
-      redirects += 1;
-      const sameOrigin = target.origin === instance.origin;
-      // Object storage signs its URLs; the registry's credentials must not go there.
-      const { authorization: _dropped, ...anonymous } = headers;
-      res = await this.send(sameOrigin ? instance.pool : this.agent, instance, {
-        origin: target.origin,
-        path: target.pathname + target.search,
-        method: req.method,
-        headers: sameOrigin ? headers : anonymous,
-        signal,
-      });
-    }
+    const res = await this.pipeline(instance)({
+      origin: instance.origin,
+      path: instance.basePath + req.path,
+      method: req.method,
+      headers,
+      body: req.body,
+      signal,
+      edgeScope: req.auth?.kind === 'edge' ? req.auth.scope : undefined,
+      followRedirects: req.followRedirects,
+    });
     return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, instance };
   }
 
-  private async send(dispatcher: Dispatcher, instance: Instance, one: OneRequest): Promise<Dispatcher.ResponseData> {
-    const started = performance.now();
-    const { origin, path, method, headers, body, signal } = one;
-    const res = await dispatcher.request({ origin, path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal });
-    this.metrics.upstreamDuration.observe(
-      { upstream: instance.label, method, status: `${Math.floor(res.statusCode / 100)}xx` },
-      (performance.now() - started) / 1000,
-    );
-    return res;
-  }
-
-  /** The Authorization answering a challenge with the edge's own credentials, or undefined. */
-  private async answerChallenge(header: string | string[] | undefined, scope: string): Promise<string | undefined> {
-    const challenge = parseChallenge(Array.isArray(header) ? header[0] : header);
-    if (!challenge) return undefined;
-    if (challenge.scheme === 'basic') {
-      const creds = this.opts.credentials;
-      return creds ? 'Basic ' + Buffer.from(`${creds.username}:${creds.password}`).toString('base64') : undefined;
+  private pipeline(instance: Instance): Send {
+    let send = this.pipelines.get(instance);
+    if (!send) {
+      send = compose(
+        instanceSend(instance, this.agent, this.metrics),
+        resetRetry,
+        bearerChallenge({ tokens: () => this.tokens, credentials: this.opts.credentials, log: this.log }),
+        followRedirects(this.opts.maxRedirects),
+      );
+      this.pipelines.set(instance, send);
     }
-    if (challenge.scheme !== 'bearer') return undefined;
-    try {
-      return `Bearer ${await this.tokens.fetch(scope, challenge, scope)}`;
-    } catch (err) {
-      if (!(err instanceof TokenError) && !isConnectError(err)) throw err;
-      this.log.warn({ err: (err as Error).message, scope }, 'upstream token request failed');
-      return undefined;
-    }
+    return send;
   }
 
   /** One active health check of every instance: any answer below 500 to GET /v2/ is healthy. */
