@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { Agent, type Dispatcher } from 'undici';
 import { Authorizer } from './auth/authorizer.js';
+import { Gate } from './auth/gate.js';
 import { Htpasswd } from './auth/htpasswd.js';
 import { TokenVerifier } from './auth/token-verifier.js';
 import type { BlobCache } from './cache/blob-cache.js';
@@ -30,7 +31,8 @@ export interface Origin {
   readonly host: string;
   readonly push: boolean;
   readonly upstream: UpstreamClient;
-  readonly authorizer: Authorizer;
+  /** Who may read what, decided before the services run. */
+  readonly gate: Gate;
   readonly blobs: BlobService;
   readonly manifests: ManifestService;
   readonly forward: ForwardSettings;
@@ -121,7 +123,14 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
     host: config.host,
     push: config.push,
     upstream,
-    authorizer: await createAuthorizer(config),
+    gate: new Gate({
+      authorizer: await createAuthorizer(config),
+      blobs: shared.blobCache,
+      local,
+      remote,
+      membership,
+      fillingUnder: (digest) => blobs.fillingUnder(digest),
+    }),
     blobs,
     manifests,
     forward: {

@@ -43,18 +43,18 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origi
   }
   const clientAuth = ex.req.headers.authorization;
   const clientOwn = { auth: asClient(clientAuth) };
-  const { authorizer } = origin;
-  const mode = authorizer.mode;
+  const { gate } = origin;
+  const mode = gate.mode;
   switch (parsed.route) {
     case 'base':
       if (!read) break;
       if (mode === 'upstream-check') return void (await forward(ex, origin.forward, clientOwn));
-      await authorizer.base(clientAuth, ex.base);
+      await gate.base(clientAuth, ex.base);
       ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, async () => void (await origin.blobs.checkAccess(parsed.name, parsed.digest, clientAuth)));
+      if (read) await gate.admit(parsed, clientAuth, ex.base);
       if (method === 'HEAD') return headBlob(ex, origin.blobs, parsed.name, parsed.digest);
       if (method === 'GET') return getBlob(ex, origin.blobs, parsed.name, parsed.digest);
       if (method === 'DELETE') {
@@ -63,7 +63,7 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origi
       }
       break;
     case 'manifest':
-      if (read) await authorizer.pull(parsed.name, clientAuth, ex.base, () => origin.manifests.checkAccess(parsed.name, parsed.reference, clientAuth));
+      if (read) await gate.admit({ ...parsed, accept: ex.req.headers.accept }, clientAuth, ex.base);
       if (read) return serveManifest(ex, origin.manifests, parsed.name, parsed.reference, { settings: origin.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
       if (method === 'PUT') return pushManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference, manifestMaxBytes);
       if (method === 'DELETE') return deleteManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference);

@@ -11,7 +11,6 @@ import { RegistryError } from '../oci/errors.js';
 import { resolveRange, type RangeSpec } from '../oci/range.js';
 import { unlessAbsent } from '../reads/registry-reader.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
-import { asClient } from '../upstream/upstream-auth.js';
 import type { RepositoryMembership } from '../cache/membership.js';
 
 export interface BlobBody {
@@ -42,8 +41,6 @@ export class BlobService {
   private readonly cache: BlobCache;
   private readonly local: LocalRegistry;
   private readonly remote: RemoteRegistry;
-  /** The origin asked with the client's own credentials, whatever the mode. */
-  private readonly remoteAsClient: RemoteRegistry;
   private readonly membership: RepositoryMembership;
   /** digest -> the repository its fill asks the upstream under, until the upstream has answered. */
   private readonly fetching = new Map<string, string>();
@@ -53,33 +50,12 @@ export class BlobService {
     this.cache = cache;
     this.local = local;
     this.remote = remote;
-    this.remoteAsClient = remote.withCredentials((_scope, authorization) => asClient(authorization));
     this.membership = membership;
   }
 
-  /** Asks the upstream, with the client's credentials, whether it may read this blob; throws the refusal. */
-  checkAccess(name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
-    return this.confirm(this.remoteAsClient, name, digest, authorization);
-  }
-
-  /**
-   * Content cached (or being fetched) under one repository is served under another only
-   * once the upstream confirms that repository holds it.
-   */
-  private async ensureMember(req: BlobRequest): Promise<void> {
-    if (this.membership.has(req.digest.value, req.name)) return;
-    // A follower under the leader's own name: the leader's answer is the confirmation (a
-    // refusal fails the fill, and the follower then asks on its own).
-    if (this.fetching.get(req.digest.value) === req.name) return;
-    if (!this.cache.store.has(req.digest) && !this.cache.inflightFill(req.digest)) return;
-    await this.confirm(this.remote, req.name, req.digest, req.authorization);
-  }
-
-  /** A HEAD upstream: on 200 the repository holds the blob (remembered) and its size is returned; otherwise the refusal is thrown. */
-  private async confirm(remote: RemoteRegistry, name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
-    const size = await remote.statBlob(name, digest, authorization);
-    await this.membership.add(name, [digest.value]);
-    return size;
+  /** The repository the fill of `digest` asks the upstream under, until the upstream has answered (the gate's follower rule). */
+  fillingUnder(digest: string): string | undefined {
+    return this.fetching.get(digest);
   }
 
   /** The upstream accepted a DELETE of the blob under `name`: the next read there asks it again (the bytes stay cached for other repositories). */
@@ -87,8 +63,8 @@ export class BlobService {
     return this.membership.remove(name, [digest.value]);
   }
 
+  /** The gate has admitted `req` (its client and, for content held under another repository, its membership). */
   async get(req: BlobRequest): Promise<BlobBody> {
-    await this.ensureMember(req);
     // Two rounds at most: a follower whose leader was refused (another client's
     // credentials) tries again with its own, and a follower that arrives just as a
     // fill commits finds the blob in the store.
@@ -137,13 +113,14 @@ export class BlobService {
 
   /** Size of a blob for HEAD: the store, a fill in flight, or the upstream's HEAD. */
   async head(req: BlobRequest): Promise<{ size: number | undefined; source: 'cache' | 'fill' | 'upstream' }> {
-    await this.ensureMember(req);
     const stored = await unlessAbsent(this.local.statBlob(req.name, req.digest));
     if (stored !== undefined) return { size: stored, source: 'cache' };
     const fill = this.cache.inflightFill(req.digest);
     const announced = fill ? await fill.ready.catch(() => undefined) : undefined;
     if (announced !== undefined) return { size: announced, source: 'fill' };
-    const size = await this.confirm(this.remote, req.name, req.digest, req.authorization);
+    // The upstream's 200 says the repository holds the blob: remembered.
+    const size = await this.remote.statBlob(req.name, req.digest, req.authorization);
+    await this.membership.add(req.name, [req.digest.value]);
     return { size, source: 'upstream' };
   }
 

@@ -23,7 +23,6 @@ import type { Reference } from '../oci/request.js';
 import { unlessAbsent, type ManifestBytes, type ResolvedTag } from '../reads/registry-reader.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
 import { UpstreamAnswer } from '../upstream/upstream-answer.js';
-import { asClient } from '../upstream/upstream-auth.js';
 import { referencedDigests, type RepositoryMembership } from '../cache/membership.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
@@ -58,7 +57,6 @@ export class ManifestService {
   private readonly store: ManifestStoreView;
   private readonly local: LocalRegistry;
   private readonly remote: RemoteRegistry;
-  private readonly remoteAsClient: RemoteRegistry;
   private readonly policy: ManifestPolicy;
   private readonly metrics: Metrics;
   private readonly log: Logger;
@@ -73,7 +71,6 @@ export class ManifestService {
     this.store = store;
     this.local = local;
     this.remote = remote;
-    this.remoteAsClient = remote.withCredentials((_scope, authorization) => asClient(authorization));
     this.policy = policy;
     this.metrics = metrics;
     this.log = log;
@@ -104,29 +101,16 @@ export class ManifestService {
     await this.store.putTag(push.name, push.tag, { digest: digest.value, mediaType, confirmedAt: this.now() });
   }
 
-  /** Asks the upstream, with the client's credentials, whether it may read this manifest; throws the refusal. */
-  async checkAccess(name: string, reference: Reference, authorization: string | undefined): Promise<void> {
-    await this.remoteAsClient.statManifest(name, reference.kind === 'tag' ? reference.tag : reference.digest.value, authorization);
-  }
-
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
     const stored = await unlessAbsent(this.local.getManifest(req.name, digest));
     if (stored && !accepts(req.accepted, stored.mediaType)) return PASS;
-    if (stored) {
-      if (!this.policy.membership.has(digest.value, req.name)) await this.confirmMember(req, digest);
-      return { kind: 'stored', manifest: stored, source: 'hit' };
-    }
+    // The gate has confirmed the repository holds a stored manifest before it gets here.
+    if (stored) return { kind: 'stored', manifest: stored, source: 'hit' };
     // Bytes that hash to the digest asked for are the canonical manifest whatever Accept fetched them.
     return this.coalesce(`${req.name}\n${digest.value}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`, async () => {
       const fetched = await this.remote.getManifest(req.name, digest, req.authorization, req.acceptHeader);
       return { kind: 'stored', manifest: await this.keep(req.name, fetched), source: 'miss' };
     });
-  }
-
-  /** A manifest cached for one repository is served under another only if the upstream has it there. */
-  private async confirmMember(req: ManifestRequest, digest: Digest): Promise<void> {
-    await this.remote.statManifest(req.name, digest.value, req.authorization);
-    await this.policy.membership.add(req.name, [digest.value]);
   }
 
   private async byTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
