@@ -20,8 +20,13 @@ function validatorHeaders(digest: Digest): OutgoingHttpHeaders {
   };
 }
 
+// Added to the validator's object rather than spread into a new one: the spread of an object
+// with a computed key was 0.9% of a cached hit's CPU (--cpu-prof, wrk -c1 on a 6 KiB blob).
 function blobHeaders(digest: Digest): OutgoingHttpHeaders {
-  return { ...validatorHeaders(digest), 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+  const headers = validatorHeaders(digest);
+  headers['content-type'] = 'application/octet-stream';
+  headers['accept-ranges'] = 'bytes';
+  return headers;
 }
 
 /** The blob exists (the store, a fill in flight or the upstream's HEAD say so); nothing is fetched. */
