@@ -25,6 +25,9 @@ import type { RemoteRegistry } from '../upstream/remote-registry.js';
 import { UpstreamAnswer } from '../upstream/upstream-answer.js';
 import { referencedDigests, type RepositoryMembership } from '../cache/membership.js';
 
+/** The key of a tag in `failing`: the upstream's state is the repository's, not one client's. */
+const failingKey = (name: string, tag: string): string => `${name}:${tag}`;
+
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 
 /** 'pass': the client's own request goes to the upstream, whose answer it gets as it comes. */
@@ -132,7 +135,7 @@ export class ManifestService {
     if (membership.has(mapping.digest, req.name) && this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { kind: 'stored', manifest: stored, source: 'hit' };
     const deleted = membership.wasRemoved(mapping.digest, req.name);
     const revalidation = (): Promise<ManifestResult> => this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, deleted));
-    if (!deleted && this.failing.has(`${req.name}:${tag}`)) {
+    if (!deleted && this.failing.has(failingKey(req.name, tag))) {
       // The centre failed this tag's last revalidation: the stale copy goes out at once and one
       // revalidation runs behind it, instead of every pull waiting cache.revalidate_timeout again.
       revalidation().catch(() => undefined);
@@ -152,11 +155,11 @@ export class ManifestService {
       // Only an unreachable or failing upstream leaves the stale copy servable: a refusal or an unknown tag is its answer.
       const unknown = err instanceof RegistryError && err.status === 404;
       if (!unknown && !(err instanceof UpstreamAnswer)) return this.stale(req, tag, mapping, stored, deleted, err);
-      this.failing.delete(`${req.name}:${tag}`);
+      this.failing.delete(failingKey(req.name, tag));
       if (unknown) await this.store.deleteTag(req.name, tag);
       throw err;
     }
-    this.failing.delete(`${req.name}:${tag}`);
+    this.failing.delete(failingKey(req.name, tag));
     if (current.digest === mapping.digest) {
       await this.policy.membership.add(req.name, [mapping.digest]);
       await this.store.putTag(req.name, tag, { ...mapping, confirmedAt: this.now() });
@@ -174,7 +177,7 @@ export class ManifestService {
     if (age > this.policy.maxStaleMs) {
       throw new RegistryError('UNAVAILABLE', 'upstream unavailable and the cached tag is older than cache.max_stale', { tag });
     }
-    this.failing.set(`${req.name}:${tag}`, true);
+    this.failing.set(failingKey(req.name, tag), true);
     this.metrics.staleServed.inc();
     this.log.warn({ repository: req.name, tag, digest: mapping.digest, ageSeconds: Math.round(age / 1000), reason }, 'serving stale tag: upstream unavailable');
     return { kind: 'stored', manifest: stored, source: 'stale' };
