@@ -1,7 +1,9 @@
 // A cached blob that cannot be opened because the process is out of descriptors is
 // still cached: the failure is the process's, not the file's, and must not forget it.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { closeSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { after, test } from 'node:test';
@@ -13,11 +15,30 @@ import { removeDir, run, tempDir } from '../helpers/proc.js';
 const dir = tempDir('re-store-fds-');
 after(() => removeDir(dir));
 
-/** Sets this process's soft RLIMIT_NOFILE, or puts it back to the hard one (prlimit on our own pid; the tests run as root). */
-async function softLimit(n: number | 'hard'): Promise<void> {
-  const hard = (await run('prlimit', ['--pid', String(process.pid), '--nofile', '--output', 'HARD', '--noheadings'])).stdout.trim();
-  const r = await run('prlimit', ['--pid', String(process.pid), `--nofile=${n === 'hard' ? hard : n}:${hard}`]);
+async function hardLimit(): Promise<string> {
+  return (await run('prlimit', ['--pid', String(process.pid), '--nofile', '--output', 'HARD', '--noheadings'])).stdout.trim();
+}
+
+/** Sets this process's soft RLIMIT_NOFILE (prlimit on our own pid; the tests run as root). */
+async function softLimit(n: number, hard: string): Promise<void> {
+  const r = await run('prlimit', ['--pid', String(process.pid), `--nofile=${n}:${hard}`]);
   assert.equal(r.code, 0, r.stderr);
+}
+
+/**
+ * Puts the soft limit back to `hard` when told. It is started while descriptors are free:
+ * spawning a process needs pipes, and once the limit is down there may be none to make them.
+ */
+function restorer(hard: string): { restore(): Promise<void> } {
+  const child = spawn('sh', ['-c', `read _ && exec prlimit --pid ${process.pid} --nofile=${hard}:${hard}`], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const exited = once(child, 'exit');
+  return {
+    async restore() {
+      child.stdin.end('\n');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, 'prlimit restored the limit');
+    },
+  };
 }
 
 test('EMFILE on opening a cached blob fails that request and keeps the blob indexed', async () => {
@@ -38,10 +59,11 @@ test('EMFILE on opening a cached blob fails that request and keeps the blob inde
   assert.equal(store.has(digest), true);
 
   // The limit comes down to just above the highest descriptor open, and /dev/null fills every
-  // number still free below it: the next open has nowhere to go. The fillers are closed
-  // before prlimit is run again, which needs descriptors of its own.
+  // number still free below it: the next open has nowhere to go.
+  const hard = await hardLimit();
+  const back = restorer(hard);
   const highest = Math.max(...readdirSync('/proc/self/fd').map(Number));
-  await softLimit(highest + 1);
+  await softLimit(highest + 1, hard);
   const fillers: number[] = [];
   let failure: unknown;
   try {
@@ -55,7 +77,7 @@ test('EMFILE on opening a cached blob fails that request and keeps the blob inde
     failure = err;
   } finally {
     fillers.forEach((fd) => closeSync(fd));
-    await softLimit('hard');
+    await back.restore();
   }
   assert.equal((failure as NodeJS.ErrnoException | undefined)?.code, 'EMFILE');
   assert.equal(store.has(digest), true, 'still indexed');
