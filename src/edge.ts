@@ -2,6 +2,8 @@
  * Wires one edge from a validated config: stores, one Origin per configured origin, the
  * client listener and the admin listener. Everything long-lived is closed by close().
  */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { Membership } from './cache/membership.js';
@@ -112,8 +114,9 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     server.setTimeout(bodyTimeoutMs);
     connections.attach(server);
   }
+  metrics.watchUpstreams(() => origins.flatMap((o) => o.upstream.health().map((h) => ({ origin: o.host, ...h }))));
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), upstreams: () => origins.flatMap((o) => o.upstream.urls), readyTimeoutMs: READY_TIMEOUT_MS }),
+    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), cacheReadable: () => access(layout.blobs, constants.R_OK).then(() => true, () => false), upstreams: () => origins.flatMap((o) => o.upstream.urls), readyTimeoutMs: READY_TIMEOUT_MS }),
   );
   const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);

@@ -1,7 +1,10 @@
 /**
- * The admin listener: /metrics for Prometheus, /healthz (process up), /readyz (the edge
- * can serve: an upstream answers; its body also says whether the cache takes writes,
- * which does not make the edge unready: misses then stream through uncached).
+ * The admin listener: /metrics for Prometheus, /healthz (process up), /readyz (this
+ * replica can serve: its cache directory answers a read). Readiness is about faults of
+ * this replica only: the centre being down is a fault every replica sees alike, and
+ * taking them all out of service then would leave the zone without the cache exactly when
+ * it matters most, so upstream reachability (and whether the cache takes writes: misses
+ * then stream through uncached) is reported in the body and in metrics, never as 503.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'undici';
@@ -11,6 +14,8 @@ export interface AdminDeps {
   readonly metrics: Metrics;
   /** Probes the cache directory now: whether it takes writes. */
   readonly cacheWritable: () => Promise<boolean>;
+  /** Probes the cache directory now: whether it answers a read (a hung or lost volume does not). */
+  readonly cacheReadable: () => Promise<boolean>;
   readonly upstreams: () => readonly string[];
   readonly readyTimeoutMs: number;
 }
@@ -26,17 +31,20 @@ async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean>
   }
 }
 
-/** The cache probe, or false when the disk does not answer within the timeout (a hung mount must not hang /readyz). */
-function cacheAnswers(deps: AdminDeps): Promise<boolean> {
+/** A cache probe, or false when the disk does not answer within the timeout (a hung mount must not hang /readyz). */
+function cacheAnswers(probe: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deps.readyTimeoutMs)));
-  return Promise.race([deps.cacheWritable(), late]).finally(() => clearTimeout(timer));
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  return Promise.race([probe(), late]).finally(() => clearTimeout(timer));
 }
 
 async function readiness(deps: AdminDeps): Promise<{ ready: boolean; cache: boolean; upstream: boolean }> {
-  const [cache, answers] = await Promise.all([cacheAnswers(deps), Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs)))]);
-  const upstream = answers.some(Boolean);
-  return { ready: upstream, cache, upstream };
+  const [ready, cache, answers] = await Promise.all([
+    cacheAnswers(deps.cacheReadable, deps.readyTimeoutMs),
+    cacheAnswers(deps.cacheWritable, deps.readyTimeoutMs),
+    Promise.all(deps.upstreams().map((u) => upstreamAnswers(u, deps.readyTimeoutMs))),
+  ]);
+  return { ready, cache, upstream: answers.some(Boolean) };
 }
 
 export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {

@@ -4,6 +4,13 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+export interface UpstreamHealth {
+  readonly origin: string;
+  /** The instance's host:port, as the upstream label of registry_edge_upstream_request_duration_seconds. */
+  readonly upstream: string;
+  readonly up: boolean;
+}
+
 export class Metrics {
   readonly registry = new Registry();
 
@@ -74,6 +81,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** What registry_edge_upstream_up reports at each scrape: every origin's instances as its balancer sees them now. */
+  #upstreamHealth: () => readonly UpstreamHealth[] = () => [];
+
+  readonly upstreamUp = new Gauge({
+    name: 'registry_edge_upstream_up',
+    help: 'Upstream instances by origin and upstream (host:port): 1 while requests are sent to it, 0 while it is down (its health check failed, or upstream max_fails within fail_timeout).',
+    labelNames: ['origin', 'upstream'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.upstreamUp.reset();
+      for (const h of this.#upstreamHealth()) this.upstreamUp.set({ origin: h.origin, upstream: h.upstream }, h.up ? 1 : 0);
+    },
+  });
+
   readonly upstreamDuration = new Histogram({
     name: 'registry_edge_upstream_request_duration_seconds',
     help: 'Time to response headers from upstream instances, by upstream, method and status class.',
@@ -121,5 +142,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
+  }
+
+  watchUpstreams(health: () => readonly UpstreamHealth[]): void {
+    this.#upstreamHealth = health;
   }
 }

@@ -269,6 +269,11 @@ export class UpstreamClient {
     return send;
   }
 
+  /** Each instance by its label, and whether the balancer sends requests to it now. */
+  health(): { upstream: string; up: boolean }[] {
+    return this.balancer.snapshot().map((s) => ({ upstream: this.instances.get(s.id)?.label ?? s.id, up: s.healthy }));
+  }
+
   /** One active health check of every instance: any answer below 500 to GET /v2/ is healthy. */
   async probeAll(): Promise<void> {
     await Promise.all([...this.instances.values()].map(async (instance) => {

@@ -31,6 +31,12 @@ describe('tags: TTL, HEAD revalidation, stale when the upstream is down', () => 
     edges.push(edge);
     return edge;
   };
+  /** The shim's sample of registry_edge_upstream_up, undefined while there is none. */
+  const upstreamUp = async (edge: Edge): Promise<number | undefined> => {
+    const sample = `registry_edge_upstream_up{origin="",upstream="${new URL(shim.url).host}"} `;
+    const line = (await httpRequest(`${edge.adminUrl}/metrics`)).body.toString().split('\n').find((l) => l.startsWith(sample));
+    return line === undefined ? undefined : Number(line.slice(sample.length));
+  };
   const manifestDigest = async (edge: Edge, tag: string): Promise<{ status: number; digest: unknown }> => {
     const res = await httpRequest(`${edge.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: OCI } });
     return { status: res.status, digest: res.headers['docker-content-digest'] };
@@ -103,13 +109,16 @@ describe('tags: TTL, HEAD revalidation, stale when the upstream is down', () => 
       assert.ok(await edge.metric('registry_edge_stale_served_total') >= 1);
       await waitFor(() => /serving stale tag/.test(edge.proc.logs()), { what: 'the stale warning in the edge log' });
       const ready = await httpRequest(`${edge.adminUrl}/readyz`);
-      assert.equal(ready.status, 503, 'not ready while no upstream answers');
+      assert.equal(ready.status, 200, 'still ready: the cache serves while the centre is down');
+      assert.deepEqual(JSON.parse(ready.body.toString()), { ready: true, cache: true, upstream: false });
+      await waitFor(async () => (await upstreamUp(edge)) === 0, { what: 'registry_edge_upstream_up to say the instance is down' });
       const unknown = await httpRequest(`${edge.url}/v2/${repo}/manifests/never-seen`, { headers: { accept: OCI } });
       assert.equal(unknown.status, 503);
       assert.match(unknown.body.toString(), /UNAVAILABLE/);
     } finally {
       await shim.listenAgain();
     }
+    await waitFor(async () => (await upstreamUp(edge)) === 1, { what: 'registry_edge_upstream_up to say the instance is back' });
   });
 
   test('a membership log lost with the centre down: the tag is asked again, and served stale when the centre does not answer', async () => {
