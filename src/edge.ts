@@ -63,6 +63,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     },
   });
   metrics.cacheWritable.set(1);
+  metrics.cacheMaxBytes.set(maxsize);
   // Manifests first: their bytes are charged to the budget the blob index is then held to.
   const manifestStore = new ManifestStore(layout, config.cache.fsync, writability, (bytes) => store.charge(bytes));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, manifestStore.init());

@@ -109,6 +109,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly cacheMaxBytes = new Gauge({
+    name: 'registry_edge_cache_max_bytes',
+    help: 'cache.maxsize: the budget registry_edge_cache_size_bytes is held to.',
+    registers: [this.registry],
+  });
+
   readonly cacheWritable = new Gauge({
     name: 'registry_edge_cache_writable',
     help: '1 while the cache directory takes writes; 0 while a write failed (disk full, read-only) and misses stream through uncached.',
