@@ -3,7 +3,7 @@
 // Kubernetes schemas, and the workload agrees with the config it ships (ports, probes,
 // mounts, shutdown), which a real edge then runs with.
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { load } from 'js-yaml';
@@ -272,7 +272,7 @@ describe('deploy/kubernetes', () => {
     assert.throws(() => model(StatefulSet)(broken as unknown as Manifest).validate(), /containerPort/);
   });
 
-  test('a real edge runs the zone\'s config: TLS from the mounted pair, the probe paths answer on the admin listener, ready with the centre down', async () => {
+  test('a real edge runs the zone\'s config: TLS from the mounted pair, the probe paths answer on the admin listener, ready with the centre down, not ready without its cache volume', async () => {
     const { text } = shippedConfig(zoneA, work);
     const tls = path.join(tree, 'overlays/zone-a/tls');
     const edgeWork = path.join(work, 'edge');
@@ -294,6 +294,13 @@ describe('deploy/kubernetes', () => {
       }
       const ready = await httpRequest(`${edge.adminUrl}/readyz`);
       assert.deepEqual(load(ready.body.toString()), { ready: true, cache: true, upstream: false });
+      // A fault of this replica alone, its volume gone: out of the Service until it is back.
+      renameSync(edge.cacheDir, `${edge.cacheDir}.gone`);
+      const lost = await httpRequest(`${edge.adminUrl}/readyz`);
+      assert.equal(lost.status, 503);
+      assert.equal((load(lost.body.toString()) as { ready: boolean }).ready, false);
+      renameSync(`${edge.cacheDir}.gone`, edge.cacheDir);
+      assert.equal((await httpRequest(`${edge.adminUrl}/readyz`)).status, 200);
     } finally {
       await edge.stop();
     }
