@@ -37,16 +37,41 @@ export function metricNames(expr: string): string[] {
   return names;
 }
 
+/** Labels Prometheus adds to every series from its Kubernetes target. */
+const TARGET_LABELS = new Set(['namespace', 'pod', 'instance', 'job', 'le']);
+
+/** The label names an expression matches on or groups by, per metric name (grouping: for every metric of the expression). */
+export function labelsUsed(expr: string): Map<string, Set<string>> {
+  const used = new Map<string, Set<string>>();
+  const add = (metric: string, label: string): void => {
+    if (!TARGET_LABELS.has(label)) used.set(metric, (used.get(metric) ?? new Set()).add(label));
+  };
+  const plain = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  for (const m of plain.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}/g)) {
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) add(m[1] ?? '', l[1] ?? '');
+  }
+  const metrics = metricNames(expr);
+  for (const g of plain.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)) {
+    const labels = (g[1] ?? '').split(',').map((l) => l.trim()).filter(Boolean);
+    // A grouping label need only be on one metric of the expression (a ratio of two counters has it on both).
+    for (const l of labels) if (!TARGET_LABELS.has(l) && !metrics.some((m) => used.get(m)?.has(l))) add(metrics.join('|'), l);
+  }
+  return used;
+}
+
 interface Exported {
   /** Every series name /metrics declares, histogram and summary series included. */
   readonly names: Set<string>;
   /** Names with at least one sample. */
   readonly sampled: Set<string>;
+  /** The label names of each metric's samples. */
+  readonly labels: Map<string, Set<string>>;
 }
 
 function exported(text: string): Exported {
   const names = new Set<string>();
   const sampled = new Set<string>();
+  const labels = new Map<string, Set<string>>();
   for (const line of text.split('\n')) {
     const type = /^# TYPE (\S+) (\S+)$/.exec(line);
     if (type) {
@@ -56,10 +81,23 @@ function exported(text: string): Exported {
       if (kind === 'summary') for (const s of ['_sum', '_count']) names.add(name + s);
       continue;
     }
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
-    if (sample?.[1]) sampled.add(sample[1]);
+    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? /.exec(line);
+    if (!sample?.[1]) continue;
+    sampled.add(sample[1]);
+    const have = labels.get(sample[1]) ?? new Set<string>();
+    for (const l of (sample[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) have.add(l[1] ?? '');
+    labels.set(sample[1], have);
   }
-  return { names, sampled };
+  return { names, sampled, labels };
+}
+
+/** Every label an expression names is on the metric it names it for (or, for a grouping, on one of the expression's metrics). */
+function assertLabelsExist(expr: string, metrics: Exported, where: string): void {
+  for (const [metric, labels] of labelsUsed(expr)) {
+    const candidates = metric.split('|');
+    if (candidates.every((m) => FAULTS_ONLY.has(m))) continue;
+    for (const l of labels) assert.ok(candidates.some((m) => metrics.labels.get(m)?.has(l)), `${where}: label ${l} of ${metric} is exported`);
+  }
 }
 
 interface Dashboard {
@@ -93,6 +131,10 @@ describe('metric names in the dashboard and the alerts', () => {
       ['a_bucket', 'b', 'c'],
     );
     assert.deepEqual(metricNames('count(up == 0) or vector(0)'), ['up']);
+    assert.deepEqual(
+      [...labelsUsed('sum by (pod, source) (rate(a{kind="blob", result!~"x|y", pod=~"$pod"}[5m])) / sum by (source) (b)')].map(([m, l]) => [m, [...l]]),
+      [['a', ['kind', 'result']], ['a|b', ['source']]],
+    );
   });
 
   test('every metric the Grafana dashboard queries is exported by a running edge, with samples once it served', () => {
@@ -106,6 +148,7 @@ describe('metric names in the dashboard and the alerts', () => {
       assert.ok(metrics.names.has(name), `${name} is exported by the edge`);
       if (!FAULTS_ONLY.has(name)) assert.ok(metrics.sampled.has(name), `${name} has samples after a miss and a hit`);
     }
+    for (const p of dashboard.panels) for (const t of p.targets) assertLabelsExist(t.expr, metrics, p.title);
   });
 
   test('every metric the PrometheusRule alerts on is exported by a running edge', () => {
@@ -116,6 +159,7 @@ describe('metric names in the dashboard and the alerts', () => {
       const names = metricNames(String(r.expr));
       assert.ok(names.length > 0, `${r.alert} queries a metric`);
       for (const name of names) assert.ok(metrics.names.has(name), `${r.alert}: ${name} is exported by the edge`);
+      assertLabelsExist(String(r.expr), metrics, String(r.alert));
     }
   });
 });
