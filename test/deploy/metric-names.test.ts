@@ -1,6 +1,6 @@
 // Every metric the Grafana dashboard and the PrometheusRule query is one a real edge
-// exports: names read out of the PromQL by a small tokenizer, checked against the
-// /metrics of an edge that has served a miss and a hit.
+// exports, with the labels they match on and group by: read out of the PromQL with
+// Prometheus' grammar, checked against the /metrics of an edge that served a miss and a hit.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,55 +9,12 @@ import { pushBlob, randomFile } from '../helpers/image.js';
 import { httpRequest, waitFor } from '../helpers/proc.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { KUBE, ROOT, only, parseDocs, readText } from './kustomize.js';
+import { readQuery } from './promql.js';
 
-/** PromQL words that are not metric names where they stand without a following "(". */
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'bool', 'and', 'or', 'unless', 'inf', 'nan']);
 /** Labelled counters of faults only: a healthy edge has their # TYPE line and no sample. */
 const FAULTS_ONLY = new Set(['registry_edge_digest_mismatches_total', 'registry_edge_uncaught_errors_total']);
-
-/**
- * The metric names a PromQL expression selects. Strings, label matchers, ranges and
- * grouping lists hold label names and values (and Grafana's $variables), so they go
- * first; then numbers and durations are tokens of their own, and a word followed by "("
- * is a function or an aggregation.
- */
-export function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
-  const names: string[] = [];
-  for (const m of bare.matchAll(/\d+(?:\.\d+)?(?:e[+-]?\d+)?[a-z]*|[a-zA-Z_:][a-zA-Z0-9_:]*/gi)) {
-    const word = m[0];
-    if (/^\d/.test(word) || KEYWORDS.has(word.toLowerCase())) continue;
-    if (bare.slice((m.index ?? 0) + word.length).trimStart().startsWith('(')) continue;
-    names.push(word);
-  }
-  return names;
-}
-
-/** Labels Prometheus adds to every series from its Kubernetes target. */
+/** Labels Prometheus adds to every series from its Kubernetes target, and the histogram's own. */
 const TARGET_LABELS = new Set(['namespace', 'pod', 'instance', 'job', 'le']);
-
-/** The label names an expression matches on or groups by, per metric name (grouping: for every metric of the expression). */
-export function labelsUsed(expr: string): Map<string, Set<string>> {
-  const used = new Map<string, Set<string>>();
-  const add = (metric: string, label: string): void => {
-    if (!TARGET_LABELS.has(label)) used.set(metric, (used.get(metric) ?? new Set()).add(label));
-  };
-  const plain = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
-  for (const m of plain.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}/g)) {
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) add(m[1] ?? '', l[1] ?? '');
-  }
-  const metrics = metricNames(expr);
-  for (const g of plain.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)) {
-    const labels = (g[1] ?? '').split(',').map((l) => l.trim()).filter(Boolean);
-    // A grouping label need only be on one metric of the expression (a ratio of two counters has it on both).
-    for (const l of labels) if (!TARGET_LABELS.has(l) && !metrics.some((m) => used.get(m)?.has(l))) add(metrics.join('|'), l);
-  }
-  return used;
-}
 
 interface Exported {
   /** Every series name /metrics declares, histogram and summary series included. */
@@ -91,13 +48,15 @@ function exported(text: string): Exported {
   return { names, sampled, labels };
 }
 
-/** Every label an expression names is on the metric it names it for (or, for a grouping, on one of the expression's metrics). */
-function assertLabelsExist(expr: string, metrics: Exported, where: string): void {
-  for (const [metric, labels] of labelsUsed(expr)) {
-    const candidates = metric.split('|');
-    if (candidates.every((m) => FAULTS_ONLY.has(m))) continue;
-    for (const l of labels) assert.ok(candidates.some((m) => metrics.labels.get(m)?.has(l)), `${where}: label ${l} of ${metric} is exported`);
-  }
+/** The expression's metrics are exported, and every label it matches on (on that metric) or groups by (on one of the metrics under the aggregation) is theirs. */
+function assertExported(expr: string, metrics: Exported, where: string): string[] {
+  const q = readQuery(expr);
+  assert.ok(q.metrics.length > 0, `${where} queries a metric`);
+  for (const name of q.metrics) assert.ok(metrics.names.has(name), `${where}: ${name} is exported by the edge`);
+  const has = (ms: readonly string[], label: string): boolean => TARGET_LABELS.has(label) || ms.every((m) => FAULTS_ONLY.has(m)) || ms.some((m) => metrics.labels.get(m)?.has(label));
+  for (const [metric, labels] of q.matched) for (const l of labels) assert.ok(has([metric], l), `${where}: ${metric} has the label ${l}`);
+  for (const g of q.grouped) assert.ok(has(g.metrics, g.label), `${where}: one of ${g.metrics.join(', ')} has the label ${g.label}`);
+  return [...q.metrics];
 }
 
 interface Dashboard {
@@ -125,41 +84,31 @@ describe('metric names in the dashboard and the alerts', () => {
   });
   after(() => stack?.stop());
 
-  test('the tokenizer reads metric names, not functions, labels, durations or Grafana variables', () => {
-    assert.deepEqual(
-      metricNames('histogram_quantile(0.99, sum by (le, route) (rate(a_bucket{route=~"blob|x",pod=~"$pod"}[$__rate_interval]))) / on (pod) group_left b offset 1d > bool 0.5 and c'),
-      ['a_bucket', 'b', 'c'],
-    );
-    assert.deepEqual(metricNames('count(up == 0) or vector(0)'), ['up']);
-    assert.deepEqual(
-      [...labelsUsed('sum by (pod, source) (rate(a{kind="blob", result!~"x|y", pod=~"$pod"}[5m])) / sum by (source) (b)')].map(([m, l]) => [m, [...l]]),
-      [['a', ['kind', 'result']], ['a|b', ['source']]],
-    );
+  test('queries are read with PromQL\'s grammar: metric names, matched and grouping labels; a syntax error is refused', () => {
+    const q = readQuery('histogram_quantile(0.99, sum by (le, route) (rate(a_bucket{route=~"blob|x",pod=~"$pod"}[$__rate_interval]))) / on (pod) group_left b offset 1d > bool 0.5 and count(c == 0) or vector(0)');
+    assert.deepEqual(q.metrics, ['a_bucket', 'b', 'c']);
+    assert.deepEqual([...q.matched].map(([m, l]) => [m, [...l]]), [['a_bucket', ['route', 'pod']]]);
+    assert.deepEqual(q.grouped, [{ label: 'le', metrics: ['a_bucket'] }, { label: 'route', metrics: ['a_bucket'] }]);
+    assert.throws(() => readQuery('sum(rate(a[5m])'), /not PromQL/);
   });
 
-  test('every metric the Grafana dashboard queries is exported by a running edge, with samples once it served', () => {
-    const exprs = [...dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr)), ...dashboard.templating.list.flatMap((v) => (v.query?.startsWith('label_values(') ? [v.query.slice('label_values('.length, -1).split(',')[0] ?? ''] : []))];
-    assert.ok(dashboard.panels.length >= 10 && exprs.length >= 20, `${dashboard.panels.length} panels, ${exprs.length} queries`);
-    const used = new Set(exprs.flatMap(metricNames));
+  test('every metric and label the Grafana dashboard queries is exported by a running edge, with samples once it served', () => {
+    const queries = [
+      ...dashboard.panels.flatMap((p) => p.targets.map((t) => ({ expr: t.expr, where: p.title }))),
+      ...dashboard.templating.list.flatMap((v) => (v.query?.startsWith('label_values(') ? [{ expr: v.query.slice('label_values('.length, -1).split(',')[0] ?? '', where: `variable ${v.query}` }] : [])),
+    ];
+    assert.ok(dashboard.panels.length >= 10 && queries.length >= 20, `${dashboard.panels.length} panels, ${queries.length} queries`);
+    const used = new Set(queries.flatMap((q) => assertExported(q.expr, metrics, q.where)));
     for (const want of ['registry_edge_cache_requests_total', 'registry_edge_upstream_up', 'registry_edge_fills_in_flight', 'registry_edge_fill_followers_total', 'registry_edge_stale_served_total', 'registry_edge_http_request_duration_seconds_bucket', 'registry_edge_served_bytes_total', 'registry_edge_upstream_received_bytes_total']) {
       assert.ok(used.has(want), `the dashboard shows ${want}`);
     }
-    for (const name of used) {
-      assert.ok(metrics.names.has(name), `${name} is exported by the edge`);
-      if (!FAULTS_ONLY.has(name)) assert.ok(metrics.sampled.has(name), `${name} has samples after a miss and a hit`);
-    }
-    for (const p of dashboard.panels) for (const t of p.targets) assertLabelsExist(t.expr, metrics, p.title);
+    for (const name of used) if (!FAULTS_ONLY.has(name)) assert.ok(metrics.sampled.has(name), `${name} has samples after a miss and a hit`);
   });
 
-  test('every metric the PrometheusRule alerts on is exported by a running edge', () => {
+  test('every metric and label the PrometheusRule alerts on is exported by a running edge', () => {
     const rules = (rule.spec.groups ?? []).flatMap((g) => g.rules ?? []);
     const alerts = rules.map((r) => r.alert);
     for (const want of ['RegistryEdgeUpstreamDown', 'RegistryEdgeHitRatioDrop', 'RegistryEdgeDigestMismatch', 'RegistryEdgeDiskNearBudget', 'RegistryEdgeStaleTagsServed']) assert.ok(alerts.includes(want), want);
-    for (const r of rules) {
-      const names = metricNames(String(r.expr));
-      assert.ok(names.length > 0, `${r.alert} queries a metric`);
-      for (const name of names) assert.ok(metrics.names.has(name), `${r.alert}: ${name} is exported by the edge`);
-      assertLabelsExist(String(r.expr), metrics, String(r.alert));
-    }
+    for (const r of rules) assertExported(String(r.expr), metrics, String(r.alert));
   });
 });
