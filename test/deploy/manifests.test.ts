@@ -85,6 +85,19 @@ function mountOf(container: IContainer, pod: IPodSpec, volume: (v: NonNullable<I
   return m.mountPath;
 }
 
+/** Validates every object against its schema; the kinds seen. */
+function assertValid(docs: readonly Manifest[]): Set<string> {
+  const kinds = new Set<string>();
+  for (const doc of docs) {
+    const id = `${doc.apiVersion}/${doc.kind}`;
+    const validator = MODELS[id];
+    assert.ok(validator, `a schema for ${id}`);
+    assert.doesNotThrow(() => validator(unfolded(doc)).validate(), `${id} ${doc.metadata.name}`);
+    kinds.add(doc.kind);
+  }
+  return kinds;
+}
+
 /** What every edge workload must agree with in its config: ports, probes, mounts, shutdown, hardening. */
 function assertAgreesWithConfig(docs: readonly Manifest[], workload: Manifest, config: Config, key: string, configMap: string): void {
   const pod = podOf(workload);
@@ -223,7 +236,7 @@ describe('deploy/kubernetes', () => {
     assert.ok(edgeContainer(podOf(sts)).volumeMounts?.some((m) => m.name === cache && m.mountPath === config.cache.dir), 'cache.dir is the per-replica volume');
   });
 
-  test('the node-local variant renders a DaemonSet on the node\'s disk in place of the StatefulSet, host network optional', async () => {
+  test('the node-local variant renders (and validates) a DaemonSet on the node\'s disk in place of the StatefulSet, host network optional', async () => {
     const overlay = path.join(tree, 'overlays/node-local');
     mkdirSync(overlay);
     const kustomization = (components: string[]): string => [
@@ -238,6 +251,7 @@ describe('deploy/kubernetes', () => {
     cpSync(path.join(tree, 'overlays/zone-a/tls'), path.join(overlay, 'tls'), { recursive: true });
     writeFileSync(path.join(overlay, 'kustomization.yaml'), kustomization(['node-local']));
     const docs = await render(overlay);
+    assertValid(docs);
     assert.deepEqual(docs.filter((d) => ['StatefulSet', 'PodDisruptionBudget', 'Deployment'].includes(d.kind)), []);
     const ds = only(docs, 'DaemonSet');
     const { config, key, configMap } = shippedConfig(docs, work);
@@ -252,20 +266,15 @@ describe('deploy/kubernetes', () => {
     assert.deepEqual(owner?.securityContext?.capabilities, { drop: ['ALL'], add: ['CHOWN'] }, 'the one root step holds CAP_CHOWN alone');
 
     writeFileSync(path.join(overlay, 'kustomization.yaml'), kustomization(['node-local', 'node-local-host-network']));
-    const onHost = podOf(only(await render(overlay), 'DaemonSet'));
+    const hostNetwork = await render(overlay);
+    assertValid(hostNetwork);
+    const onHost = podOf(only(hostNetwork, 'DaemonSet'));
     assert.equal(onHost.hostNetwork, true);
     assert.equal(onHost.dnsPolicy, 'ClusterFirstWithHostNet');
   });
 
   test('every rendered object validates against the Kubernetes (and Prometheus Operator) schemas', () => {
-    const kinds = new Set<string>();
-    for (const doc of zoneA) {
-      const id = `${doc.apiVersion}/${doc.kind}`;
-      const validator = MODELS[id];
-      assert.ok(validator, `a schema for ${id}`);
-      assert.doesNotThrow(() => validator(unfolded(doc)).validate(), `${id} ${doc.metadata.name}`);
-      kinds.add(doc.kind);
-    }
+    const kinds = assertValid(zoneA);
     assert.ok(kinds.size >= 10, [...kinds].join(', '));
     const broken = structuredClone(only(zoneA, 'StatefulSet')) as unknown as { spec: { template: { spec: { containers: { ports: { containerPort: unknown }[] }[] } } } };
     (broken.spec.template.spec.containers[0] as { ports: { containerPort: unknown }[] }).ports[0] = { containerPort: 'five thousand' };
