@@ -135,7 +135,7 @@ export class TtyRenderer implements Renderer {
 
   private draw(): void {
     this.lastDraw = this.now();
-    const width = Math.max(40, this.out.columns ?? 80) - 1;
+    const width = Math.max(40, this.out.columns || 80) - 1;
     // Up to the first bar, then each line cleared and written again.
     let text = this.drawn ? `\x1b[${this.drawn}A` : '';
     for (const bar of this.bars) text += `\r\x1b[2K${barLine(bar).slice(0, width)}\n`;
@@ -149,6 +149,9 @@ function barLine(bar: Bar): string {
   const filled = Math.round(fraction * BAR_WIDTH);
   const meter = `[${'='.repeat(filled)}${' '.repeat(BAR_WIDTH - filled)}]`;
   const percent = `${Math.floor(fraction * 100)}%`.padStart(4);
-  const state = bar.state === 'failed' ? `failed: ${bar.error ?? ''}` : bar.state === 'cached' ? 'already cached' : bar.state;
-  return `  ${short(bar.digest)} ${meter} ${percent} ${humanBytes(bar.bytes)} / ${humanBytes(bar.size)} ${state}`;
+  // Within 80 columns: the digest's hex only, and the size alone once the blob is over.
+  const hex = bar.digest.replace(/^sha\d+:/, '').slice(0, 12);
+  const amount = bar.state === 'fetching' ? `${humanBytes(bar.bytes)} / ${humanBytes(bar.size)}` : humanBytes(bar.size);
+  const state = bar.state === 'failed' ? `failed: ${bar.error ?? ''}` : bar.state;
+  return `  ${hex} ${meter} ${percent} ${amount} ${state}`;
 }

@@ -1,7 +1,9 @@
 /**
  * Images as `registry-edge prefetch` names them: `[host/]name[:tag|@digest]`, where
  * `host` is one of the configured origins (as an image reference names its registry);
- * without one, the default origin. No tag: `latest`, as every client assumes.
+ * without one, the default origin. With origins, a first component that looks like a
+ * host (a dot or a port) and is none of them is refused rather than taken as part of a
+ * name: the user meant a registry the edge does not front. No tag: `latest`.
  */
 import { isValidName, isValidTag, parseDigest } from '../oci/grammar.js';
 import type { Reference } from '../oci/request.js';
@@ -18,9 +20,13 @@ export function parseImageRef(text: string, hosts: ReadonlySet<string>): ImageRe
   let rest = text;
   let host = '';
   const slash = rest.indexOf('/');
-  if (slash > 0 && hosts.has(rest.slice(0, slash))) {
-    host = rest.slice(0, slash);
+  const first = slash > 0 ? rest.slice(0, slash) : '';
+  if (hosts.has(first)) {
+    host = first;
     rest = rest.slice(slash + 1);
+  } else if (hosts.size > 0 && /[.:]/.test(first)) {
+    // As clients read a reference: a first component with a dot or a port names a registry.
+    return `${text}: ${first} is not one of the origins (${[...hosts].join(', ')})`;
   }
   let reference: Reference = { kind: 'tag', tag: 'latest' };
   const at = rest.indexOf('@');
@@ -39,10 +45,6 @@ export function parseImageRef(text: string, hosts: ReadonlySet<string>): ImageRe
       rest = rest.slice(0, colon);
     }
   }
-  if (!isValidName(rest)) {
-    const first = rest.split('/')[0] ?? '';
-    const hint = /[.:]/.test(first) && hosts.size > 0 ? ` (${first} is not one of the origins: ${[...hosts].join(', ')})` : '';
-    return `${text}: ${rest} is not a repository name${hint}`;
-  }
+  if (!isValidName(rest)) return `${text}: ${rest} is not a repository name`;
   return { host, name: rest, reference };
 }
