@@ -88,7 +88,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'prewarm.platforms', type: 'strings', default: [], doc: 'Platforms (os/arch or os/arch/variant, e.g. linux/amd64, linux/arm64/v8) prefetched of an index pushed to the centre; empty: every manifest of the index.' },
   { path: 'prewarm.queue', type: 'int', default: 1000, min: 1, doc: 'Pushes waiting for a prefetch; a notification arriving when it is full is dropped (registry_edge_prewarm_events_total{result="dropped"} and a warn line), its image is fetched at its first pull.' },
   { path: 'prewarm.concurrency', type: 'int', default: 2, min: 1, doc: 'Images prefetched at once from notifications (each fetches its blobs one after the other), so prefetches leave the link to the centre to the zone\'s pulls.' },
-  { path: 'prewarm.dedupe_ttl', type: 'duration', default: '24h', min: 1, max: TIMER_MAX, doc: 'How long a notification\'s event id is remembered (the registry retries and may deliver an event twice); with zone.redis.url one replica of the zone takes each event.' },
+  { path: 'prewarm.dedupe_ttl', type: 'duration', default: '24h', min: 1, doc: 'How long a notification\'s event id is remembered (the registry retries and may deliver an event twice); with zone.redis.url one replica of the zone takes each event.' },
   { path: 'prewarm.max_body', type: 'bytes', default: '1MiB', min: 1024, doc: 'Largest body POST /notify and POST /prefetch accept (413 beyond it).' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];

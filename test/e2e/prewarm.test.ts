@@ -2,12 +2,12 @@
 // admin listener, and a push alone puts the image's blobs into the edge's cache.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { logLines, startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pushImage, type ImageInfo } from '../helpers/image.js';
-import { freePort, httpRequest, removeDir, tempDir, waitFor } from '../helpers/proc.js';
+import { freePort, httpRequest, removeDir, run, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startShim, type Shim } from '../helpers/shim.js';
 
@@ -21,39 +21,61 @@ function blobFile(edge: Edge, digest: string): string {
 
 const blobsOf = (image: ImageInfo): string[] => [image.configDigest, ...image.layers.map((l) => l.digest)];
 
+interface Zone {
+  readonly work: string;
+  readonly registry: Registry;
+  readonly shim: Shim;
+  readonly edge: Edge;
+  stop(): Promise<void>;
+}
+
+/** A registry notifying an edge (through no shim) that reads from it through the shim. */
+async function startZone(prefix: string, token: string, opts: { registryConfig?: Record<string, unknown>; edgeEnv?: Record<string, string> } = {}): Promise<Zone> {
+  const work = tempDir(prefix);
+  const stops: Array<() => Promise<void>> = [async () => removeDir(work)];
+  const stop = async (): Promise<void> => {
+    for (const s of stops.splice(0).reverse()) await s();
+  };
+  try {
+    // The registry is told where to notify before the edge exists: the admin port is chosen first.
+    const adminPort = await freePort();
+    const registry = await startRegistry({ notify: { url: `http://127.0.0.1:${adminPort}/notify`, token }, ...(opts.registryConfig ? { config: opts.registryConfig } : {}) });
+    stops.push(() => registry.dispose());
+    const shim = await startShim(registry.url);
+    stops.push(() => shim.stop());
+    const edge = await startEdge({ workDir: work, upstreams: [shim.url], env: { REGISTRY_EDGE_ADMIN_ADDR: `127.0.0.1:${adminPort}`, REGISTRY_EDGE_PREWARM_TOKEN: token, ...opts.edgeEnv } });
+    stops.push(() => edge.stop());
+    return { work, registry, shim, edge, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function pushTo(zone: Zone, repo: string, tag: string, layers: number[], creds?: string): Promise<ImageInfo> {
+  const image = await makeOciLayout(path.join(zone.work, `${repo.replace(/\//g, '-')}-${tag}`), { layers, tag });
+  // Straight to the registry: the shim in front of it sees the edge's requests only.
+  await pushImage(image.layoutDir, tag, `${zone.registry.host}/${repo}:${tag}`, creds ? { creds } : {});
+  return image;
+}
+
 describe('prewarm: a push to the centre warms the edge', () => {
   const token = randomBytes(16).toString('hex');
-  let work: string;
+  let zone: Zone;
   let registry: Registry;
   let shim: Shim;
   let edge: Edge;
 
   before(async () => {
-    work = tempDir('re-prewarm-');
-    // The registry is told where to notify before the edge exists: the admin port is chosen first.
-    const adminPort = await freePort();
-    registry = await startRegistry({ notify: { url: `http://127.0.0.1:${adminPort}/notify`, token } });
-    shim = await startShim(registry.url);
-    edge = await startEdge({
-      workDir: work,
-      upstreams: [shim.url],
-      env: { REGISTRY_EDGE_ADMIN_ADDR: `127.0.0.1:${adminPort}`, REGISTRY_EDGE_PREWARM_TOKEN: token, REGISTRY_EDGE_PREWARM_EXCLUDE: 'private/**' },
-    });
+    zone = await startZone('re-prewarm-', token, { edgeEnv: { REGISTRY_EDGE_PREWARM_EXCLUDE: 'private/**' } });
+    ({ registry, shim, edge } = zone);
   });
 
   after(async () => {
-    await edge?.stop();
-    await shim?.stop();
-    await registry?.dispose();
-    if (work) removeDir(work);
+    await zone?.stop();
   });
 
-  async function push(repo: string, tag: string, layers: number[]): Promise<ImageInfo> {
-    const image = await makeOciLayout(path.join(work, `${repo.replace(/\//g, '-')}-${tag}`), { layers, tag });
-    // Straight to the registry: the shim in front of it sees the edge's requests only.
-    await pushImage(image.layoutDir, tag, `${registry.host}/${repo}:${tag}`);
-    return image;
-  }
+  const push = (repo: string, tag: string, layers: number[]): Promise<ImageInfo> => pushTo(zone, repo, tag, layers);
 
   const notify = (body: string, authorization: string | undefined) =>
     httpRequest(`${edge.adminUrl}/notify`, { method: 'POST', headers: { 'content-type': ENVELOPE, ...(authorization ? { authorization } : {}) }, body });
@@ -102,5 +124,38 @@ describe('prewarm: a push to the centre warms the edge', () => {
       assert.equal(shim.stats.blobGets(digest), 0);
     }
     assert.equal(shim.stats.count(undefined, /private\/secret/), 0, 'the centre was asked nothing of it');
+  });
+});
+
+describe('prewarm: the prefetch reads as the edge, whatever auth.mode says of clients', () => {
+  const token = randomBytes(16).toString('hex');
+  let zone: Zone;
+  let work: string;
+
+  before(async () => {
+    work = tempDir('re-prewarm-htpasswd-');
+    const file = path.join(work, 'htpasswd');
+    const lines: string[] = [];
+    for (const [user, password] of [['edge', 'edge-secret'], ['pusher', 'p']] as const) lines.push((await run('htpasswd', ['-Bbn', user, password])).stdout.trim());
+    writeFileSync(file, lines.join('\n') + '\n');
+    zone = await startZone('re-prewarm-check-', token, {
+      registryConfig: { auth: { htpasswd: { realm: 'central', path: file } } },
+      edgeEnv: { REGISTRY_EDGE_AUTH_MODE: 'upstream-check', REGISTRY_EDGE_UPSTREAM_AUTH_USERNAME: 'edge', REGISTRY_EDGE_UPSTREAM_AUTH_PASSWORD: 'edge-secret' },
+    });
+  });
+
+  after(async () => {
+    await zone?.stop();
+    if (work) removeDir(work);
+  });
+
+  test('upstream-check mode: a push is prefetched with the edge\'s own credentials', async () => {
+    const image = await pushTo(zone, 'team/locked', '1', [150 * KiB], 'pusher:p');
+    await waitFor(() => blobsOf(image).every((d) => existsSync(blobFile(zone.edge, d))), { timeoutMs: 30_000, what: 'the pushed blobs in the edge\'s cache' });
+    const edgeBasic = `Basic ${Buffer.from('edge:edge-secret').toString('base64')}`;
+    for (const digest of blobsOf(image)) {
+      const gets = zone.shim.stats.matching('GET', new RegExp(`/blobs/${digest}$`));
+      assert.ok(gets.some((g) => g.status === 200 && g.authorization === edgeBasic), `${digest} fetched with the edge's credentials`);
+    }
   });
 });

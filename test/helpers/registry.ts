@@ -166,6 +166,8 @@ function notificationsTo(notify: NonNullable<RegistryOptions['notify']>): YamlOb
     timeout: '2s',
     threshold: 3,
     backoff: notify.backoff ?? '200ms',
+    // As the README tells operators: the edge acts on pushes only.
+    ignore: { actions: ['pull', 'mount', 'delete'] },
   };
   return { endpoints: [endpoint] };
 }
