@@ -51,9 +51,9 @@ function parseRequest(body: Buffer, deps: PrefetchDeps): Request | string {
   return { targets, platforms: platforms === undefined ? deps.platforms : wanted };
 }
 
-/** One NDJSON line; a progress line is skipped while the client is behind (the next one says more), the others are few and always sent. */
+/** One NDJSON line; a progress line is skipped while the client is behind (the next one says more), the others are few and always sent while it is there. */
 function write(res: ServerResponse, event: ProgressEvent): void {
-  if (event.event === 'blob' && event.state === 'bytes' && res.writableNeedDrain) return;
+  if (res.destroyed || (event.event === 'blob' && event.state === 'bytes' && res.writableNeedDrain)) return;
   res.write(JSON.stringify(event) + '\n');
 }
 

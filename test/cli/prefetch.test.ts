@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EDGE_BIN, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pushImage, type ImageInfo } from '../helpers/image.js';
-import { run, which } from '../helpers/proc.js';
+import { httpRequest, run, which } from '../helpers/proc.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 const KiB = 1024;
@@ -34,6 +34,17 @@ describe('registry-edge prefetch', () => {
           await pushImage(image.layoutDir, '1', `${registry.host}/${repo}:1`);
           images[repo] = image;
         }
+        // An index of two platforms, each an image pushed under its own tag first.
+        const entries = [];
+        for (const [arch, size] of [['amd64', 120 * KiB], ['arm64', 130 * KiB]] as const) {
+          const image = await makeOciLayout(path.join(work, `multi-${arch}`), { layers: [size], tag: arch });
+          await pushImage(image.layoutDir, arch, `${registry.host}/team/multi:${arch}`);
+          images[`team/multi:${arch}`] = image;
+          entries.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, size: image.manifestBytes.length, platform: { os: 'linux', architecture: arch } });
+        }
+        const index = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: entries });
+        const put = await httpRequest(`${registry.url}/v2/team/multi/manifests/1`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body: index });
+        assert.equal(put.status, 201, put.body.toString('utf8'));
       },
     });
     tokenFile = path.join(stack.work, 'prewarm.token');
@@ -81,6 +92,20 @@ describe('registry-edge prefetch', () => {
     assert.equal(new Set(full.map((l) => l.slice(1, 13))).size, 3, `three full bars:\n${JSON.stringify(screen)}`);
     assert.match(screen, /summary: 3 blobs, 3 fetched/);
     for (const digest of blobsOf(images['team/tty'] as ImageInfo)) assert.ok(existsSync(blobFile(stack.edge, digest)));
+  });
+
+  test('--platform takes that platform of an index, and only its blobs', async () => {
+    const r = await prefetch('team/multi:1', '--platform', 'linux/arm64');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^team\/multi:1: sha256:[0-9a-f]{12}, 2 blobs, .*, platforms linux\/arm64$/m);
+    for (const digest of blobsOf(images['team/multi:arm64'] as ImageInfo)) assert.ok(existsSync(blobFile(stack.edge, digest)), `${digest} of arm64 cached`);
+    for (const digest of blobsOf(images['team/multi:amd64'] as ImageInfo)) {
+      assert.equal(existsSync(blobFile(stack.edge, digest)), false, `${digest} of amd64 not fetched`);
+      assert.equal(stack.shim.stats.blobGets(digest), 0);
+    }
+    const unknown = await prefetch('team/multi:1', '--platform', 'windows/amd64');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stdout, /failed: the index has none of the platforms windows\/amd64/);
   });
 
   test('what fails says so: an unknown tag is exit 1, a wrong token exit 1, no image exit 2', async () => {

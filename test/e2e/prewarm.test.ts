@@ -115,6 +115,18 @@ describe('prewarm: a push to the centre warms the edge', () => {
     assert.equal(shim.stats.count(undefined, /forged|a{64}/), 0);
   });
 
+  test('without prewarm.token the routes are off: 404', async () => {
+    const off = await startEdge({ workDir: zone.work, upstreams: [shim.url], cacheDir: path.join(zone.work, 'cache-off') });
+    try {
+      for (const route of ['/notify', '/prefetch']) {
+        const res = await httpRequest(`${off.adminUrl}${route}`, { method: 'POST', headers: { 'content-type': ENVELOPE, authorization: 'Bearer ' }, body: '{"events": []}' });
+        assert.equal(res.status, 404, route);
+      }
+    } finally {
+      await off.stop();
+    }
+  });
+
   test('a push excluded by prewarm.exclude is not prefetched', async () => {
     shim.reset();
     const image = await push('private/secret', '1', [100 * KiB]);
