@@ -171,3 +171,73 @@ describe('prewarm: the prefetch reads as the edge, whatever auth.mode says of cl
     }
   });
 });
+
+describe('prewarm with origins: the host the push was sent to chooses the origin', () => {
+  const token = randomBytes(16).toString('hex');
+  let work: string;
+  let registry: Registry;
+  let centre: Shim;
+  let other: Shim;
+  let edge: Edge;
+
+  before(async () => {
+    work = tempDir('re-prewarm-origins-');
+    const adminPort = await freePort();
+    registry = await startRegistry({ notify: { url: `http://127.0.0.1:${adminPort}/notify`, token } });
+    centre = await startShim(registry.url);
+    other = await startShim(registry.url);
+    edge = await startEdge({
+      workDir: work,
+      configYaml: ['origins:', `  "${registry.host}":`, `    upstreams: [${centre.url}]`, '  mirror.example:', `    upstreams: [${other.url}]`, 'default_origin: mirror.example', ''].join('\n'),
+      env: { REGISTRY_EDGE_ADMIN_ADDR: `127.0.0.1:${adminPort}`, REGISTRY_EDGE_PREWARM_TOKEN: token },
+    });
+  });
+
+  after(async () => {
+    await edge?.stop();
+    await other?.stop();
+    await centre?.stop();
+    await registry?.dispose();
+    if (work) removeDir(work);
+  });
+
+  test('a push to the registry host that is an origin is prefetched from that origin, not the default one', async () => {
+    const image = await makeOciLayout(path.join(work, 'img'), { layers: [120 * KiB], tag: '1' });
+    await pushImage(image.layoutDir, '1', `${registry.host}/team/app:1`);
+    await waitFor(() => blobsOf(image).every((d) => existsSync(blobFile(edge, d))), { timeoutMs: 30_000, what: 'the pushed blobs in the edge\'s cache' });
+    for (const digest of blobsOf(image)) assert.equal(centre.stats.blobGets(digest), 1);
+    assert.equal(other.stats.requests.filter((r) => r.path.startsWith('/v2/team/')).length, 0, 'the default origin was asked nothing');
+    const queued = logLines<{ msg?: string; origin?: string }>(edge.proc.logs()).find((l) => l.msg === 'push notified: prefetch queued');
+    assert.equal(queued?.origin, registry.host);
+  });
+});
+
+describe('prewarm: the queue is bounded', () => {
+  const token = randomBytes(16).toString('hex');
+  let zone: Zone;
+
+  before(async () => {
+    zone = await startZone('re-prewarm-queue-', token, { edgeEnv: { REGISTRY_EDGE_PREWARM_QUEUE: '1', REGISTRY_EDGE_PREWARM_CONCURRENCY: '1' } });
+  });
+
+  after(async () => {
+    await zone?.stop();
+  });
+
+  test('one prefetch runs, one waits, the next push is dropped and counted', async () => {
+    const { edge, shim } = zone;
+    // The registry's own notification of this push is the first event; it runs slowly.
+    shim.setFault({ kind: 'slow-body', pathPattern: /\/blobs\//, bytesPerSecond: 256 * KiB });
+    const image = await pushTo(zone, 'team/slow', '1', [768 * KiB]);
+    await waitFor(() => shim.stats.requests.some((r) => r.bodyBytes > 0 && /\/blobs\//.test(r.path)), { timeoutMs: 30_000, what: 'the first prefetch to be fetching' });
+    const event = (id: string) => ({ id, action: 'push', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, repository: 'team/slow', tag: '1' } });
+    const res = await httpRequest(`${edge.adminUrl}/notify`, { method: 'POST', headers: { 'content-type': ENVELOPE, authorization: `Bearer ${token}` }, body: JSON.stringify({ events: [event('q-1'), event('q-2')] }) });
+    assert.equal(res.status, 200, 'a full queue is no reason for the registry to send again');
+    assert.deepEqual(JSON.parse(res.body.toString('utf8')), { scheduled: 1, duplicate: 0, filtered: 0, ignored: 0, dropped: 1, invalid: 0 });
+    assert.equal(await edge.metric('registry_edge_prewarm_queue_depth'), 1);
+    assert.equal(await edge.metric('registry_edge_prewarm_events_total', { result: 'dropped' }), 1);
+    assert.ok(logLines<{ msg?: string; key?: string }>(edge.proc.logs()).some((l) => l.key === 'prewarm.queue' && /queue full/.test(l.msg ?? '')), 'a warn line names prewarm.queue');
+    shim.setFault(null);
+    await waitFor(async () => (await edge.metric('registry_edge_prewarm_queue_depth')) === 0 && blobsOf(image).every((d) => existsSync(blobFile(edge, d))), { timeoutMs: 30_000, what: 'the queue to drain' });
+  });
+});
