@@ -68,6 +68,7 @@ export function prefetchRoute(deps: PrefetchDeps): AdminRoute {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     let tally = EMPTY_TALLY;
     for (const target of parsed.targets) {
+      if (gone.signal.aborted) break;
       tally = addTallies(tally, await deps.prefetcher.run(target, parsed.platforms, (e) => write(res, e), gone.signal));
     }
     deps.log.info({ images: parsed.targets.map((t) => t.image), ...tally }, 'prefetch requested on the admin listener done');

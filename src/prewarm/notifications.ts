@@ -114,7 +114,8 @@ export class Notifications {
       },
       signal,
     );
-    log.info({ ...context, ...tally }, 'prefetch done');
+    if (signal.aborted) log.info({ ...context, ...tally }, 'prefetch cut short: the edge is stopping');
+    else log.info({ ...context, ...tally }, 'prefetch done');
   }
 
   close(): Promise<void> {

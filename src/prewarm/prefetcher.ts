@@ -54,7 +54,7 @@ export class Prefetcher {
     this.deps = deps;
   }
 
-  /** Never rejects: what failed is in the events and the tally. `signal`: no further blob is started once it aborts. */
+  /** Never rejects: what failed is in the events and the tally. `signal`: no further blob is started once it aborts (those left count as failed). */
   async run(target: PrefetchTarget, platforms: readonly Platform[], emit: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<Tally> {
     const { image } = target;
     let resolved: { top: StoredManifest; blobs: BlobRef[]; platforms: string[] };
@@ -67,11 +67,11 @@ export class Prefetcher {
     const { top, blobs } = resolved;
     emit({ event: 'manifest', image, digest: top.digest, mediaType: top.mediaType, platforms: resolved.platforms, blobs: blobs.map((b) => ({ digest: b.digest.value, size: b.size })) });
     let tally: Tally = { ...EMPTY_TALLY, blobs: blobs.length };
-    for (const blob of blobs) {
+    for (const [i, blob] of blobs.entries()) {
+      // Nobody is there to be told blob by blob (the edge is stopping, or the client left): counted only.
       if (signal?.aborted) {
-        emit({ event: 'blob', image, digest: blob.digest.value, state: 'failed', error: 'not started: the prefetch was cancelled' });
-        tally = { ...tally, failed: tally.failed + 1 };
-        continue;
+        tally = { ...tally, failed: tally.failed + blobs.length - i };
+        break;
       }
       const result = await this.blob(target, blob, emit);
       this.deps.onBlob(result);

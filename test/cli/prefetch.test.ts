@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EDGE_BIN, type Edge } from '../helpers/edge.js';
+import { EDGE_BIN, logLines, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pushImage, type ImageInfo } from '../helpers/image.js';
-import { httpRequest, run, which } from '../helpers/proc.js';
+import { httpRequest, run, startProcess, waitFor, which } from '../helpers/proc.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 const KiB = 1024;
@@ -29,7 +29,7 @@ describe('registry-edge prefetch', () => {
     stack = await startStack('re-prefetch-cli-', {
       edge: { env: { REGISTRY_EDGE_PREWARM_TOKEN: token } },
       before: async ({ work, registry }) => {
-        for (const [repo, layers] of [['team/plain', [400 * KiB, 300 * KiB]], ['team/tty', [600 * KiB, 200 * KiB]]] as const) {
+        for (const [repo, layers] of [['team/plain', [400 * KiB, 300 * KiB]], ['team/tty', [600 * KiB, 200 * KiB]], ['team/left', [500 * KiB, 100 * KiB, 100 * KiB]]] as const) {
           const image = await makeOciLayout(path.join(work, repo.replace('/', '-')), { layers: [...layers], tag: '1' });
           await pushImage(image.layoutDir, '1', `${registry.host}/${repo}:1`);
           images[repo] = image;
@@ -106,6 +106,23 @@ describe('registry-edge prefetch', () => {
     const unknown = await prefetch('team/multi:1', '--platform', 'windows/amd64');
     assert.equal(unknown.code, 1);
     assert.match(unknown.stdout, /failed: the index has none of the platforms windows\/amd64/);
+  });
+
+  test('a client that goes away stops the prefetch after the blob in flight', async () => {
+    const image = images['team/left'] as ImageInfo;
+    const [config, first, ...rest] = blobsOf(image) as [string, string, ...string[]];
+    stack.shim.setFault({ kind: 'slow-body', pathPattern: new RegExp(`/blobs/${first}$`), bytesPerSecond: 200 * KiB });
+    const cli = startProcess(process.execPath, [EDGE_BIN, 'prefetch', 'team/left:1', '--admin', stack.edge.adminUrl, '--token-file', tokenFile], { logFile: path.join(stack.work, 'cli-left.log') });
+    try {
+      await waitFor(() => stack.shim.stats.matching('GET', new RegExp(`/blobs/${first}$`)).some((r) => r.bodyBytes > 0), { what: 'the first layer to be fetching' });
+    } finally {
+      await cli.stop();
+      stack.shim.setFault(null);
+    }
+    await waitFor(() => logLines<{ msg?: string; images?: string[]; failed?: number }>(stack.edge.proc.logs()).find((l) => l.msg === 'prefetch requested on the admin listener done' && l.images?.[0] === 'team/left:1'), { what: 'the edge to end the prefetch' });
+    assert.equal(stack.shim.stats.blobGets(config), 1);
+    await waitFor(() => existsSync(blobFile(stack.edge, first)), { what: 'the blob in flight to be filled and committed all the same' });
+    for (const digest of rest) assert.equal(stack.shim.stats.blobGets(digest), 0, `${digest} never asked for`);
   });
 
   test('what fails says so: an unknown tag is exit 1, a wrong token exit 1, no image exit 2', async () => {
