@@ -108,13 +108,25 @@ describe('prewarm: a push to the centre warms the edge', () => {
 
   test('a wrong or missing token is 401 and changes nothing', async () => {
     const body = JSON.stringify({ events: [{ id: 'forged-1', action: 'push', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'a'.repeat(64)}`, repository: 'team/app', tag: 'x' } }] });
+    const counted = await edge.metric('registry_edge_prewarm_events_total');
     for (const authorization of [`Bearer ${token}x`, `Basic ${Buffer.from(`edge:${token}`).toString('base64')}`, undefined]) {
       const res = await notify(body, authorization);
       assert.equal(res.status, 401, `refused with ${authorization ?? 'no Authorization'}`);
     }
-    const events = await httpRequest(`${edge.adminUrl}/metrics`);
-    assert.doesNotMatch(events.body.toString('utf8'), /registry_edge_prewarm_events_total\{result="invalid"\} [1-9]/);
+    assert.equal(await edge.metric('registry_edge_prewarm_events_total'), counted, 'no event was even judged');
     assert.equal(shim.stats.count(undefined, /forged|a{64}/), 0);
+  });
+
+  test('what is no envelope is refused (415, 400, 413); a malformed event in an envelope is skipped with 200', async () => {
+    const post = (body: string | Buffer, contentType: string) => httpRequest(`${edge.adminUrl}/notify`, { method: 'POST', headers: { 'content-type': contentType, authorization: `Bearer ${token}` }, body });
+    assert.equal((await post('{"events": []}', 'text/plain')).status, 415);
+    assert.equal((await post('{"events": ', ENVELOPE)).status, 400);
+    assert.equal((await post(Buffer.alloc(1024 * 1024 + 1, 0x20), ENVELOPE)).status, 413, 'over prewarm.max_body');
+    const before = await edge.metric('registry_edge_prewarm_events_total', { result: 'invalid' });
+    const mixed = await post(JSON.stringify({ events: [{ id: 'bad-1', action: 'push', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', repository: 'team/app', tag: '1', digest: 'sha256:nope' } }, { id: 'pull-1', action: 'pull' }] }), 'application/vnd.docker.distribution.events.v2+json');
+    assert.equal(mixed.status, 200);
+    assert.deepEqual(JSON.parse(mixed.body.toString('utf8')), { scheduled: 0, duplicate: 0, filtered: 0, ignored: 1, dropped: 0, invalid: 1 });
+    assert.equal(await edge.metric('registry_edge_prewarm_events_total', { result: 'invalid' }), before + 1);
   });
 
   test('without prewarm.token the routes are off: 404', async () => {
