@@ -24,6 +24,8 @@ import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { createOrigin, originTable, type Origin } from './origins.js';
 import { parseTrustedProxies } from './http/client-address.js';
+import { createPrewarm } from './prewarm/prewarm.js';
+import { SoloCoordinator } from './zone/solo.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;
@@ -89,6 +91,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const shared = { blobCache, manifestStore, membership, edge: config, metrics, log };
   const origins: Origin[] = [];
   for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
+  // The zone's coordinator is the integrator's to pass; a lone edge dedupes notifications in-process.
+  const prewarm = createPrewarm(config, origins, shared, new SoloCoordinator());
   const router = createRouter({
     origins: originTable(origins, config.unknown_ns),
     publicHost: config.http.host,
@@ -117,7 +121,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   }
   metrics.watchUpstreams(() => origins.flatMap((o) => o.upstream.health().map((h) => ({ origin: o.host, ...h }))));
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), cacheReadable: () => access(layout.blobs, constants.R_OK).then(() => true, () => false), upstreams: () => origins.flatMap((o) => o.upstream.urls), readyTimeoutMs: READY_TIMEOUT_MS }),
+    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), cacheReadable: () => access(layout.blobs, constants.R_OK).then(() => true, () => false), upstreams: () => origins.flatMap((o) => o.upstream.urls), readyTimeoutMs: READY_TIMEOUT_MS, routes: prewarm.routes }),
   );
   const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
@@ -153,7 +157,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       connections.drain();
       const serversClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       const adminClosed = closeServer(admin, 0);
-      const calm = serversClosed.then(() => blobCache.drain()).then(() => Promise.all(origins.map((o) => o.close())));
+      const calm = Promise.all([serversClosed, prewarm.close()]).then(() => blobCache.drain()).then(() => Promise.all(origins.map((o) => o.close())));
       if (!(await settlesWithin(calm, shutdownMs))) {
         log.warn({ key: 'http.shutdown_timeout', seconds: config.http.shutdown_timeout, connections: connections.open }, 'shutdown deadline reached: cutting connections and aborting fills');
         connections.destroyAll();

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-peers.sh "test peers" docker-registry=docker-registry skopeo=skopeo containerd=containerd \
-  ctr=containerd openssl=openssl htpasswd=apache2-utils systemd-analyze=systemd
+  ctr=containerd openssl=openssl htpasswd=apache2-utils systemd-analyze=systemd script=bsdutils \
+  redis-server=redis-server chromium=chromium
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent

@@ -6,6 +6,7 @@
  * on stderr. Once serving, no error ends the process (src/runtime/uncaught.ts).
  */
 import { CERTS_USAGE } from '../certs/usage.js';
+import { PREFETCH_USAGE, runPrefetchCommand } from './prefetch.js';
 import { ConfigError, configReference, loadConfig } from '../config/load.js';
 import { checkFiles } from '../config/preflight.js';
 import { describeCause } from '../config/problem.js';
@@ -18,7 +19,8 @@ const USAGE = `usage:
   registry-edge serve [--config FILE]          start the edge (default config/registry-edge.yaml)
   registry-edge config check [--config FILE]   validate a config and the files it names; print it resolved
   registry-edge config reference               print every config key as Markdown
-${CERTS_USAGE.replace(/^usage:\n/, '')}`;
+${CERTS_USAGE.replace(/^usage:\n/, '')}
+${PREFETCH_USAGE}`;
 
 const DEFAULT_CONFIG = 'config/registry-edge.yaml';
 
@@ -136,6 +138,10 @@ async function run(argv: readonly string[]): Promise<void> {
     // Loaded on demand: node-forge is ~12 MiB of RSS that `serve` does not need.
     const { runCertsCommand } = await import('../certs/cli.js');
     process.exitCode = await runCertsCommand(rest, process.stdout, process.stderr);
+    return;
+  }
+  if (command === 'prefetch') {
+    process.exitCode = await runPrefetchCommand(rest, { out: process.stdout, err: process.stderr, env: process.env });
     return;
   }
   const [sub, ...subRest] = rest;

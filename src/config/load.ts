@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { load as parseYaml } from 'js-yaml';
 import { KEYS, ORIGIN_HOST, ORIGIN_KEYS, RETIRED_KEYS, envName, originEnvName, type Config, type KeySpec, type OriginConfig, type UpstreamConfig } from './schema.js';
 import { parseBytes, parseDuration } from './units.js';
+import { prewarmProblems } from '../prewarm/settings.js';
 
 export class ConfigError extends Error {
   readonly problems: readonly string[];
@@ -286,6 +287,7 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
     problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
   }
+  problems.push(...prewarmProblems(config.prewarm, named));
   return problems;
 }
 

@@ -82,6 +82,14 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
   { path: 'default_origin', type: 'string', default: '', doc: 'With origins: the origin (one of its hosts) for requests that name none (no ?ns=, no host prefix), e.g. Docker\'s registry-mirrors for docker.io. Required when origins is set; without origins there is one origin, built from the top-level keys.' },
   { path: 'unknown_ns', type: 'enum', default: 'refuse', values: ['refuse', 'default'], doc: 'With origins: a ?ns= naming no configured origin is refused (404 NAME_UNKNOWN, nothing dialled), or served by default_origin as if it had named none (no OCI-Namespace then). The edge never dials a host it was not configured with.' },
+  { path: 'prewarm.token', type: 'string', default: '', doc: 'Bearer token the centre\'s registry sends to POST /notify on the admin listener (its notifications.endpoints[].headers: Authorization: [Bearer <token>]), and that `registry-edge prefetch` sends to POST /prefetch; compared in constant time. Empty: both routes are off (404). Prefer the env override.' },
+  { path: 'prewarm.include', type: 'strings', default: ['**'], doc: 'Globs a pushed repository must match to be prefetched (`*` within a path component, `**` across them, `?` one character); a glob with a `:` matches `<repository>:<tag>` instead, e.g. `team/*:release-*`.' },
+  { path: 'prewarm.exclude', type: 'strings', default: [], doc: 'Globs (as prewarm.include) of pushes never prefetched; they win over prewarm.include.' },
+  { path: 'prewarm.platforms', type: 'strings', default: [], doc: 'Platforms (os/arch or os/arch/variant, e.g. linux/amd64, linux/arm64/v8) prefetched of an index pushed to the centre; empty: every manifest of the index.' },
+  { path: 'prewarm.queue', type: 'int', default: 1000, min: 1, doc: 'Pushes waiting for a prefetch; a notification arriving when it is full is dropped (registry_edge_prewarm_events_total{result="dropped"} and a warn line), its image is fetched at its first pull.' },
+  { path: 'prewarm.concurrency', type: 'int', default: 2, min: 1, doc: 'Images prefetched at once from notifications (each fetches its blobs one after the other), so prefetches leave the link to the centre to the zone\'s pulls.' },
+  { path: 'prewarm.dedupe_ttl', type: 'duration', default: '24h', min: 1, doc: 'How long a notification\'s event id is remembered (the registry retries and may deliver an event twice); with zone.redis.url one replica of the zone takes each event.' },
+  { path: 'prewarm.max_body', type: 'bytes', default: '1MiB', min: 1024, doc: 'Largest body POST /notify and POST /prefetch accept (413 beyond it).' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
@@ -152,6 +160,17 @@ export interface Config {
     readonly write_retry_interval: number;
   };
   readonly startup: { readonly timeout: number };
+  readonly prewarm: {
+    readonly token: string;
+    readonly include: readonly string[];
+    readonly exclude: readonly string[];
+    readonly platforms: readonly string[];
+    readonly queue: number;
+    readonly concurrency: number;
+    /** seconds */
+    readonly dedupe_ttl: number;
+    readonly max_body: number;
+  };
   readonly default_origin: string;
   readonly unknown_ns: 'refuse' | 'default';
   /**

@@ -9,6 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'undici';
 import type { Metrics } from '../metrics/metrics.js';
+import type { AdminRoute } from './admin-request.js';
 
 export interface AdminDeps {
   readonly metrics: Metrics;
@@ -18,6 +19,8 @@ export interface AdminDeps {
   readonly cacheReadable: () => Promise<boolean>;
   readonly upstreams: () => readonly string[];
   readonly readyTimeoutMs: number;
+  /** POST routes by path (/notify, /prefetch); absent ones answer 404. */
+  readonly routes?: ReadonlyMap<string, AdminRoute>;
 }
 
 async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean> {
@@ -55,6 +58,8 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       res.end(body);
     };
     if (path === '/healthz') return reply(200, 'text/plain', 'ok\n');
+    const route = deps.routes?.get(path ?? '');
+    if (route) return route(req, res);
     if (path === '/readyz') {
       void readiness(deps).then((r) => reply(r.ready ? 200 : 503, 'application/json', JSON.stringify(r) + '\n'));
       return;

@@ -146,6 +146,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly prewarmEvents = new Counter({
+    name: 'registry_edge_prewarm_events_total',
+    help: 'Notification events from the centre by result (scheduled: a prefetch queued; duplicate: its id was taken before, a redelivery or another replica; filtered: outside prewarm.include/exclude; ignored: not a tagged manifest push; dropped: prewarm.queue was full; invalid: not a registry event).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly prewarmBlobs = new Counter({
+    name: 'registry_edge_prewarm_blobs_total',
+    help: 'Blobs of prefetches (notifications and POST /prefetch) by result (fetched, cached: held already, failed).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly prewarmQueueDepth = new Gauge({
+    name: 'registry_edge_prewarm_queue_depth',
+    help: 'Notified pushes waiting for a prefetch (at most prewarm.queue).',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
   }

@@ -33,6 +33,11 @@ export interface RegistryOptions {
   /** Registry log level (default warn). */
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   readyTimeoutMs?: number;
+  /**
+   * Sends the registry's notifications (notifications.endpoints) to `url` with
+   * `Authorization: Bearer <token>`, retried every `backoff` (default 200ms) after a failure.
+   */
+  notify?: { url: string; token: string; backoff?: string };
 }
 
 export interface Registry {
@@ -85,6 +90,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       },
       http: { addr: `127.0.0.1:${port}`, secret: crypto.randomBytes(16).toString('hex') },
     };
+    if (opts.notify) base['notifications'] = notificationsTo(opts.notify);
     const merged = deepMerge(base, toYamlObject(opts.config ?? {}, 'config'));
     fs.writeFileSync(configFile, toYaml(merged));
   };
@@ -149,6 +155,21 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     },
   };
   return reg;
+}
+
+/** registry:2's notifications section with one endpoint, as an operator writes it for the edge. */
+function notificationsTo(notify: NonNullable<RegistryOptions['notify']>): YamlObject {
+  const endpoint: YamlObject = {
+    name: 'edge',
+    url: notify.url,
+    headers: { Authorization: [`Bearer ${notify.token}`] },
+    timeout: '2s',
+    threshold: 3,
+    backoff: notify.backoff ?? '200ms',
+    // As the README tells operators: the edge acts on pushes only.
+    ignore: { actions: ['pull', 'mount', 'delete'] },
+  };
+  return { endpoints: [endpoint] };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
