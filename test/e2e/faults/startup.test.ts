@@ -264,7 +264,7 @@ describe('command line', () => {
   test('an unknown flag, command or a --config without a file: one line, the usage, exit 2', async () => {
     const cases: Array<[string[], string]> = [
       [['serve', '--bogus'], 'registry-edge: unknown option --bogus'],
-      [['serve', 'extra'], 'registry-edge: unexpected argument extra'],
+      [['serve', 'a.yaml', 'extra'], 'registry-edge: unexpected argument extra'],
       [['frobnicate'], 'registry-edge: unknown command frobnicate'],
       [['config', 'frob'], 'registry-edge: unknown config command frob'],
       [['config', 'check', '--config'], 'registry-edge: --config needs a FILE'],
