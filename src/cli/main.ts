@@ -25,6 +25,7 @@ const COMMANDS: Readonly<Record<string, Entry>> = {
   certs: { synopsis: 'certs init|renew|show', summary: 'a CA and the server certificate for TLS', load: async () => (await import('./certs.js')).command },
   'client-config': { synopsis: 'client-config --host HOST:PORT [...]', summary: 'Docker, containerd and registries.conf files for the edge', load: async () => (await import('./client-config.js')).command },
   'pull-secret': { synopsis: 'pull-secret --server HOST [...]', summary: 'a Kubernetes image pull Secret', load: async () => (await import('./pull-secret.js')).command },
+  cache: { synopsis: 'cache stats|ls|verify|gc|rm', summary: 'look into and maintain the cache directory', load: async () => (await import('./cache.js')).command },
 };
 
 const USAGE = `usage:\n${[...Object.values(COMMANDS), { synopsis: '--version', summary: '' }, { synopsis: 'COMMAND --help', summary: 'the usage of one command' }]
