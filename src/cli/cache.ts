@@ -22,7 +22,7 @@ async function cacheOf(parsed: ParsedArgs): Promise<{ dir: CacheDir; maxsize?: n
   const dirFlag = parsed.values.get('--dir');
   if (dirFlag !== undefined && parsed.values.has('--config')) throw new UsageError('give --config or --dir, not both');
   const config = dirFlag === undefined ? loadConfig({ file: configFile(parsed), onWarning: warnConfig }) : undefined;
-  const root = dirFlag ?? (config?.cache.dir as string);
+  const root = dirFlag ?? config?.cache.dir ?? '';
   const st = await stat(root).catch(() => undefined);
   if (!st?.isDirectory()) throw new CommandFailure(`no cache directory at ${root}`);
   return { dir: new CacheDir(root), ...(config ? { maxsize: config.cache.maxsize } : {}) };

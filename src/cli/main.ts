@@ -66,7 +66,8 @@ export async function main(argv: string[]): Promise<void> {
     } else if (err instanceof ConfigError) {
       io.stderr.write(configProblems(err));
       process.exit(2);
-    } else if (err instanceof CommandFailure || (err as NodeJS.ErrnoException).code !== undefined) {
+    } else if (err instanceof CommandFailure || typeof (err as NodeJS.ErrnoException).errno === 'number') {
+      // A failure of the work (or a system error: a file that cannot be read), not a bug: no stack.
       io.stderr.write(`registry-edge ${name}: ${(err as Error).message}\n`);
       process.exitCode = 1;
     } else throw err;

@@ -77,6 +77,8 @@ export const command: Command = {
     const namespace = named(parsed.values.get('--namespace'), '--namespace', LABEL, 'namespace');
     const name = named(parsed.values.get('--name'), '--name', SUBDOMAIN, 'name') ?? DEFAULT_NAME;
     const account = named(parsed.values.get('--service-account'), '--service-account', SUBDOMAIN, 'service account name');
+    // A terminal echoes what is typed: said, so the wait is not silent and a pipe is preferred.
+    if ((io.stdin as NodeJS.ReadStream).isTTY) io.stderr.write('reading the password from stdin until Ctrl-D (a terminal shows it as typed; prefer a pipe)\n');
     // One trailing newline is the echo or the file's, not the password's (docker login --password-stdin does the same).
     const password = (await readAll(io.stdin)).replace(/\r?\n$/, '');
     if (password === '') throw new CommandFailure('no password on stdin');
