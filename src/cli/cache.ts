@@ -30,7 +30,7 @@ async function cacheOf(parsed: ParsedArgs): Promise<{ dir: CacheDir; maxsize?: n
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
-export function humanBytes(n: number): string {
+function humanBytes(n: number): string {
   let value = n;
   let unit = 0;
   while (value >= 1024 && unit < UNITS.length - 1) [value, unit] = [value / 1024, unit + 1];

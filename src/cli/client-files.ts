@@ -29,7 +29,7 @@ export interface ClientFile {
 
 export const DAEMON_JSON = '/etc/docker/daemon.json';
 export const CONTAINERD_DIR = '/etc/containerd/certs.d';
-export const REGISTRIES_CONF = '/etc/containers/registries.conf.d/registry-edge.conf';
+const REGISTRIES_CONF = '/etc/containers/registries.conf.d/registry-edge.conf';
 
 /** The registry itself, for containerd's `server` (where it goes when every mirror fails). */
 function upstreamOf(origin: string): string {

@@ -5,11 +5,11 @@ import { UsageError, type ParsedArgs } from './args.js';
 export const DEFAULT_CONFIG = 'config/registry-edge.yaml';
 
 /** `--config FILE`, or (where the command takes one) the file as its positional argument. */
-export function configFile(parsed: ParsedArgs, fallback: string | undefined = DEFAULT_CONFIG): string | undefined {
+export function configFile(parsed: ParsedArgs): string {
   const flag = parsed.values.get('--config');
   const [positional] = parsed.positionals;
   if (flag !== undefined && positional !== undefined) throw new UsageError(`the config is given twice (${positional} and --config ${flag}); give one`);
-  return flag ?? positional ?? fallback;
+  return flag ?? positional ?? DEFAULT_CONFIG;
 }
 
 /** A key that loads but does nothing: one line on stderr, start-up goes on. */

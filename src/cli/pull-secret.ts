@@ -31,7 +31,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export interface PullSecretOptions {
+interface PullSecretOptions {
   readonly server: string;
   readonly username: string;
   readonly password: string;
@@ -40,7 +40,7 @@ export interface PullSecretOptions {
 }
 
 /** The Secret object, as kubectl writes it. */
-export function pullSecret(opts: PullSecretOptions): Record<string, unknown> {
+function pullSecret(opts: PullSecretOptions): Record<string, unknown> {
   const auth = Buffer.from(`${opts.username}:${opts.password}`).toString('base64');
   const dockerConfig = { auths: { [opts.server]: { username: opts.username, password: opts.password, auth } } };
   return {

@@ -86,7 +86,7 @@ export const command: Command = {
   usage: USAGE,
   async run(args) {
     const parsed = parseArgs(args, { values: ['--config FILE'], positionals: 1 });
-    await serve(configFile(parsed) as string);
+    await serve(configFile(parsed));
     return 0;
   },
 };

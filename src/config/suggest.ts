@@ -1,7 +1,7 @@
 /** "Did you mean": the nearest of the names a mistyped one could have meant. */
 
 /** Levenshtein distance: insertions, deletions and substitutions of one character each. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
