@@ -38,7 +38,11 @@ function written(spec: KeySpec, value: unknown): unknown {
     const unit = BINARY_UNITS.find(([, n]) => value % n === 0);
     return unit ? `${value / unit[1]}${unit[0]}` : value;
   }
-  if (spec.type === 'duration' && typeof value === 'number') return value >= 86400 && value % 86400 === 0 ? `${value / 86400}d` : `${value}s`;
+  if (spec.type === 'duration' && typeof value === 'number') {
+    if (value >= 86400 && value % 86400 === 0) return `${value / 86400}d`;
+    // 1e-7 as text is no duration the loader reads; as a YAML number it is seconds.
+    return /e/.test(String(value)) ? value : `${value}s`;
+  }
   return value;
 }
 
