@@ -72,9 +72,16 @@ describe('cache stats|ls|verify|gc|rm next to a running edge', () => {
     assert.ok(blob && blob.hits >= image.layers.length, `the second pull hit the cache: ${JSON.stringify(stats.hitRatio)}`);
     assert.equal(blob.ratio, blob.hits / blob.lookups);
 
-    const text = await cache(['stats', '--dir', dir]);
+    // By --config: its cache.dir, and the use against its cache.maxsize.
+    const file = path.join(stack.work, 'cache-cli.yaml');
+    writeFileSync(file, `cache:\n  dir: ${dir}\n  maxsize: 1GiB\n`);
+    const text = await cache(['stats', '--config', file]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, new RegExp(`^blobs: ${digests().length} \\(`, 'm'));
+    assert.match(text.stdout, /^used: [\d.]+ KiB of 1\.0 GiB \(cache\.maxsize, 0\.0%\)$/m);
+    const both = await cache(['stats', '--config', file, '--dir', dir]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /give --config or --dir, not both/);
   });
 
   test('ls: every blob with its size, last access and repository; --repositories totals per repository', async () => {
