@@ -105,12 +105,17 @@ async function ls(args: readonly string[], io: Io): Promise<number> {
       }
     }
     const rows = [...byRepo].sort(([a], [b]) => a.localeCompare(b)).map(([repository, e]) => ({ repository, ...e }));
-    io.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => `${r.repository}\t${r.blobs} blobs\t${humanBytes(r.bytes)}`).join('\n') + (rows.length ? '\n' : ''));
+    print(io, json, rows, (r) => `${r.repository}\t${r.blobs} blobs\t${humanBytes(r.bytes)}`);
     return 0;
   }
   const rows = blobs.map((b) => ({ digest: b.digest.value, size: b.size, lastAccess: new Date(b.lastAccess).toISOString(), repositories: [...(repos.get(b.digest.value) ?? [])].sort() }));
-  io.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => `${r.digest}\t${r.size}\t${r.lastAccess}\t${r.repositories.join(',') || '-'}`).join('\n') + (rows.length ? '\n' : ''));
+  print(io, json, rows, (r) => `${r.digest}\t${r.size}\t${r.lastAccess}\t${r.repositories.join(',') || '-'}`);
   return 0;
+}
+
+/** Rows as JSON, or one tab-separated line each (for cut and sort). */
+function print<T>(io: Io, json: boolean, rows: readonly T[], line: (row: T) => string): void {
+  io.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => line(r) + '\n').join(''));
 }
 
 const tty = (io: Io): boolean => io.stderr.isTTY === true;
