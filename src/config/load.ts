@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { load as parseYaml } from 'js-yaml';
 import { KEYS, ORIGIN_HOST, ORIGIN_KEYS, RETIRED_KEYS, envName, originEnvName, type Config, type KeySpec, type OriginConfig, type UpstreamConfig } from './schema.js';
+import { MASK, isSecret } from './dump.js';
 import { didYouMean, nearest } from './suggest.js';
 import { parseBytes, parseDuration } from './units.js';
 
@@ -112,7 +113,8 @@ const showSeconds = (s: number): string => (s >= 86400 && s % 86400 === 0 ? `${s
 /** Returns [value] or a problem string. */
 function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = ''): [unknown] | string {
   const where = fromEnv ? `${at}${spec.path} (env ${fromEnv})` : `${at}${spec.path}`;
-  const bad = (allowed: string): string => `${where}: ${show(raw)} is not allowed; expected ${allowed}`;
+  // A credential of the wrong type is still a credential: the line that refuses it does not print it.
+  const bad = (allowed: string): string => `${where}: ${isSecret(spec) ? MASK : show(raw)} is not allowed; expected ${allowed}`;
   const outside = (n: number): boolean => (spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max);
   switch (spec.type) {
     case 'string':

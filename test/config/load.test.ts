@@ -217,3 +217,9 @@ describe('mistakes named', () => {
     assert.deepEqual(quiet, [], 'a variable of a declared origin names a key');
   });
 });
+
+test('a secret of the wrong type is refused without printing it', () => {
+  const file = path.join(dir, 'secret-number.yaml');
+  writeFileSync(file, 'upstream:\n  auth:\n    password: 12345678\n');
+  assert.deepEqual(problemsOf({ file, env: {} }), ['upstream.auth.password: <hidden> is not allowed; expected a string']);
+});
