@@ -10,12 +10,13 @@ import { CONTAINERD_DIR, DAEMON_JSON, clientFiles, prefixable, type ClientSetup 
 import { warnConfig } from './config-file.js';
 
 const USAGE = `usage:
-  registry-edge client-config --host HOST[:PORT] [--ca FILE] [--origins ORIGIN[,ORIGIN...]] [--config FILE] [--write ROOT]
+  registry-edge client-config --host HOST[:PORT] [--ca FILE | --plain-http] [--origins ORIGIN[,ORIGIN...]] [--config FILE] [--write ROOT]
       the files that make Docker, containerd and podman/skopeo/CRI-O pull through the edge at HOST:
       /etc/docker/daemon.json (registry-mirrors, merged into the one under ROOT), the CA under
       /etc/docker/certs.d, /etc/containerd/certs.d/<origin>/hosts.toml and
       /etc/containers/registries.conf.d/registry-edge.conf (a prefix mirror per origin);
-      --ca: the CA clients must trust (certs init's ca.crt); --origins: the registries the edge
+      --ca: the CA clients must trust (certs init's ca.crt); --plain-http: HOST is a plain HTTP
+      listener (http.plain_addr), which clients are told is insecure; --origins: the registries the edge
       fronts as configured origins (default: those of --config, else docker.io through an edge
       with one origin); --write: write them under ROOT (/ on the client) instead of printing`;
 
@@ -79,13 +80,16 @@ function notes(setup: ClientSetup): string[] {
 export const command: Command = {
   usage: USAGE,
   async run(args, io: Io) {
-    const parsed = parseArgs(args, { values: ['--host HOST', '--ca FILE', '--origins ORIGINS', '--config FILE', '--write ROOT'] });
+    const parsed = parseArgs(args, { values: ['--host HOST', '--ca FILE', '--origins ORIGINS', '--config FILE', '--write ROOT'], switches: ['--plain-http'] });
     const host = checkHost(required(parsed, '--host'));
+    const plainHttp = parsed.switches.has('--plain-http');
+    if (plainHttp && parsed.values.has('--ca')) throw new UsageError('--ca and --plain-http: a plain HTTP listener has no certificate to trust');
     const root = parsed.values.get('--write');
     const setup: ClientSetup = {
       host,
       ...originsOf(parsed.values.get('--origins'), parsed.values.get('--config')),
       ca: await readCa(parsed.values.get('--ca')),
+      plainHttp,
       daemonJson: root === undefined ? undefined : await readDaemonJson(root),
     };
     const files = clientFiles(setup);

@@ -16,6 +16,8 @@ export interface ClientSetup {
   readonly prefixed: boolean;
   /** The CA clients must trust (PEM), when the edge's certificate is from a private CA. */
   readonly ca?: string | undefined;
+  /** The edge listens in plain HTTP (http.plain_addr, inside a cluster): clients must be told it is insecure. */
+  readonly plainHttp?: boolean;
   /** The client's daemon.json as it is, to merge into. */
   readonly daemonJson?: Readonly<Record<string, unknown>> | undefined;
 }
@@ -38,12 +40,21 @@ function upstreamOf(origin: string): string {
 
 const tomlString = (s: string): string => JSON.stringify(s);
 
+const edgeUrl = (setup: ClientSetup): string => `${setup.plainHttp ? 'http' : 'https'}://${setup.host}`;
+
+/** The list at `key` of a daemon.json, `first` at its head and never twice. */
+function headed(current: Readonly<Record<string, unknown>>, key: string, first: string): string[] {
+  const list = Array.isArray(current[key]) ? (current[key] as unknown[]).filter((m): m is string => typeof m === 'string' && m !== first) : [];
+  return [first, ...list];
+}
+
 /** Docker takes mirrors for Docker Hub only; the edge goes first, other mirrors stay after it. */
 function daemonJson(setup: ClientSetup): string {
   const current = setup.daemonJson ?? {};
-  const mirror = `https://${setup.host}`;
-  const others = Array.isArray(current['registry-mirrors']) ? (current['registry-mirrors'] as unknown[]).filter((m) => m !== mirror) : [];
-  return JSON.stringify({ ...current, 'registry-mirrors': [mirror, ...others] }, null, 2) + '\n';
+  const merged: Record<string, unknown> = { ...current, 'registry-mirrors': headed(current, 'registry-mirrors', edgeUrl(setup)) };
+  // dockerd speaks plain HTTP only to the registries it lists as insecure.
+  if (setup.plainHttp) merged['insecure-registries'] = headed(current, 'insecure-registries', setup.host);
+  return JSON.stringify(merged, null, 2) + '\n';
 }
 
 /**
@@ -54,7 +65,7 @@ function hostsToml(setup: ClientSetup, origin: string): string {
   return [
     `server = ${tomlString(upstreamOf(origin))}`,
     '',
-    `[host.${tomlString(`https://${setup.host}`)}]`,
+    `[host.${tomlString(edgeUrl(setup))}]`,
     '  capabilities = ["pull", "resolve"]',
     ...(setup.ca ? ['  ca = "ca.crt"'] : []),
     '',
@@ -70,6 +81,7 @@ function registriesConf(setup: ClientSetup, origins: readonly string[]): string 
       `location = ${tomlString(origin)}`,
       '[[registry.mirror]]',
       `location = ${tomlString(setup.prefixed ? `${setup.host}/${origin}` : setup.host)}`,
+      ...(setup.plainHttp ? ['insecure = true'] : []),
     ].join('\n'),
   );
   return `# written by registry-edge client-config: pulls of these registries go through ${setup.host}\n\n${stanzas.join('\n\n')}\n`;

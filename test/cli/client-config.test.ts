@@ -3,10 +3,10 @@
 // registries.conf prefix mirror, from an edge whose origin's own host resolves nowhere: a
 // pull that works came through the edge.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ctrContentDigests, ctrPull, startContainerd, type Containerd } from '../helpers/containerd.js';
+import { ctrContentDigests, ctrForget, ctrPull, startContainerd, type Containerd } from '../helpers/containerd.js';
 import { EDGE_BIN, logLines, startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pushImage, skopeo, verifyDirPull, type ImageInfo } from '../helpers/image.js';
 import { removeDir, run, tempDir, type RunResult } from '../helpers/proc.js';
@@ -47,6 +47,11 @@ describe('client-config files', () => {
     const r = await cli(['--host', 'edge.zone-a:5000']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /\[\[registry\.mirror\]\]\nlocation = "edge\.zone-a:5000"\n/);
+    const plain = await cli(['--host', 'edge.zone-a:5001', '--plain-http']);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stdout, /"registry-mirrors": \[\n\s+"http:\/\/edge\.zone-a:5001"\n\s+\],\n\s+"insecure-registries": \[\n\s+"edge\.zone-a:5001"/);
+    assert.match(plain.stdout, /\[host\."http:\/\/edge\.zone-a:5001"\]/);
+    assert.match(plain.stdout, /location = "edge\.zone-a:5001"\ninsecure = true\n/);
   });
 
   test('written under ROOT: daemon.json merged into the one there, its other keys and mirrors kept', async () => {
@@ -72,6 +77,7 @@ describe('client-config files', () => {
       [['--host', 'https://edge:443'], /--host: "https:\/\/edge:443" is not HOST or HOST:PORT/],
       [['--host', 'edge:443', '--origins', 'Docker Hub'], /--origins: "Docker Hub" is not a registry host/],
       [['--origins', 'docker.io'], /missing --host/],
+      [['--host', 'edge:5001', '--plain-http', '--ca', 'ca.crt'], /--ca and --plain-http/],
     ] as const) {
       const r = await cli([...args]);
       assert.equal(r.code, 2, r.stderr);
@@ -102,7 +108,7 @@ describe('client-config read by ctr and skopeo, against a TLS edge with origins'
       workDir: work,
       // The default origin is another (dialling a closed port), so only ?ns= or the prefix reaches ORIGIN.
       configYaml: `origins:\n  ${OTHER}:\n    upstreams: [http://127.0.0.1:1]\n  ${ORIGIN}:\n    upstreams: [${shim.url}]\ndefault_origin: ${OTHER}\n`,
-      env: { REGISTRY_EDGE_HTTP_TLS_CERTIFICATE: path.join(certs, 'server.crt'), REGISTRY_EDGE_HTTP_TLS_KEY: path.join(certs, 'server.key') },
+      env: { REGISTRY_EDGE_HTTP_TLS_CERTIFICATE: path.join(certs, 'server.crt'), REGISTRY_EDGE_HTTP_TLS_KEY: path.join(certs, 'server.key'), REGISTRY_EDGE_HTTP_PLAIN_ADDR: '127.0.0.1:0' },
     });
     root = path.join(work, 'root');
     // The origins come from the edge's own config.
@@ -146,5 +152,25 @@ describe('client-config read by ctr and skopeo, against a TLS edge with origins'
     assert.deepEqual(await verifyDirPull(dest, image), { ok: true });
     const lines = logLines<{ msg?: string; origin?: string; path?: string }>(edge.proc.logs()).filter((l) => l.msg === 'request');
     assert.ok(lines.some((l) => l.origin === ORIGIN && l.path === `/v2/${ORIGIN}/team/app/manifests/1.0`), 'the prefix named the origin');
+  });
+
+  test('--plain-http: ctr and skopeo pull through the plain listener, told it is insecure', async () => {
+    const plain = logLines<{ msg?: string; plainAddress?: string }>(edge.proc.logs()).find((l) => l.msg === 'registry-edge listening')?.plainAddress ?? '';
+    const plainRoot = path.join(work, 'plain-root');
+    const r = await cli(['--host', plain, '--plain-http', '--config', edge.configFile, '--write', plainRoot]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(path.join(plainRoot, 'etc/docker/daemon.json')), false, 'no docker.io among the origins: nothing for dockerd');
+    const manifestGets = (): number =>
+      logLines<{ msg?: string; origin?: string; path?: string }>(edge.proc.logs()).filter((l) => l.msg === 'request' && l.origin === ORIGIN && l.path === '/v2/team/app/manifests/1.0').length;
+    await ctrForget(containerd.address);
+    const before = manifestGets();
+    // Without ctr's own --plain-http: the scheme comes from the written hosts.toml.
+    const pulled = await ctrPull(containerd.address, `${ORIGIN}/team/app:1.0`, path.join(plainRoot, 'etc/containerd/certs.d'), { plainHttp: false, skipUnpack: true });
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.ok(manifestGets() > before, 'the edge answered');
+    const dest = path.join(work, 'skopeo-plain');
+    const copied = await skopeo(['--registries-conf', path.join(plainRoot, 'etc/containers/registries.conf.d/registry-edge.conf'), 'copy', '--src-no-creds', `docker://${ORIGIN}/team/app:1.0`, `dir:${dest}`]);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.deepEqual(await verifyDirPull(dest, image), { ok: true });
   });
 });
