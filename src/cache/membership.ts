@@ -79,6 +79,11 @@ export class Membership {
     return this.repos.get(digest)?.has(repo) === true;
   }
 
+  /** Every digest with the repositories known to hold it (for `registry-edge cache ls`). */
+  entries(): IterableIterator<[string, ReadonlySet<string>]> {
+    return this.repos.entries();
+  }
+
   /** Whether the last fact known of `repo` and `digest` is that the upstream deleted it there (not merely never seen). */
   wasRemoved(digest: string, repo: string): boolean {
     return this.removed.has(`${digest} ${repo}`);

@@ -40,19 +40,19 @@ export interface NextStepsOptions {
 }
 
 // 825 days is the longest server-certificate lifetime macOS/iOS clients accept.
-const DEFAULT_DAYS = 825;
+export const DEFAULT_DAYS = 825;
 const DEFAULT_CA_DAYS = 3650;
-const DEFAULT_KEY_BITS = 2048;
+export const DEFAULT_KEY_BITS = 2048;
 const DEFAULT_PORT = 5000;
 const DAY_MS = 86_400_000;
 // Backdating absorbs clock skew between this machine and clients, which would otherwise
 // see a certificate that is "not yet valid" for the first minutes.
 const BACKDATE_MS = 5 * 60_000;
 
-const KEY_MODE = 0o600;
-const CERT_MODE = 0o644;
+export const KEY_MODE = 0o600;
+export const CERT_MODE = 0o644;
 
-interface KeyPair {
+export interface KeyPair {
   pem: string;
   privateKey: forge.pki.rsa.PrivateKey;
   publicKey: forge.pki.rsa.PublicKey;
@@ -68,7 +68,7 @@ type Attributes = forge.pki.CertificateField[];
 const generateKeyPairAsync = promisify(generateKeyPair);
 
 // Native key generation: forge's pure-JS prime search takes seconds per 2048-bit key.
-async function newKeyPair(bits: number): Promise<KeyPair> {
+export async function newKeyPair(bits: number): Promise<KeyPair> {
   const { privateKey, publicKey } = await generateKeyPairAsync('rsa', {
     modulusLength: bits,
     publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -126,7 +126,7 @@ function altName(host: string): { type: number; value: string } {
   return isIPHost(host) ? { type: 7, value: ipBytes(host).toString('binary') } : { type: 2, value: host };
 }
 
-function createServerCert(key: KeyPair, hosts: string[], ca: forge.pki.Certificate, caKey: KeyPair, now: Date, days: number): forge.pki.Certificate {
+export function createServerCert(key: KeyPair, hosts: string[], ca: forge.pki.Certificate, caKey: forge.pki.rsa.PrivateKey, now: Date, days: number): forge.pki.Certificate {
   const subject: Attributes = [{ shortName: 'CN', value: hosts[0] }];
   const cert = newCertificate(key, subject, ca.subject.attributes, validity(now, days));
   cert.setExtensions([
@@ -138,7 +138,7 @@ function createServerCert(key: KeyPair, hosts: string[], ca: forge.pki.Certifica
     // Explicit bytes: forge's `keyIdentifier: true` would use this certificate's own key, not the CA's.
     { name: 'authorityKeyIdentifier', keyIdentifier: ca.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(caKey.privateKey, forge.md.sha256.create());
+  cert.sign(caKey, forge.md.sha256.create());
   return cert;
 }
 
@@ -177,7 +177,7 @@ async function refuseExisting(paths: string[]): Promise<void> {
 }
 
 /** Writes `data` with exactly `mode`: chmod because the create mode is filtered by the umask. */
-async function writeOutput(path: string, data: string, mode: number, force: boolean): Promise<void> {
+export async function writeOutput(path: string, data: string, mode: number, force: boolean): Promise<void> {
   if (!force) {
     // 'wx' so a file that appeared since refuseExisting is still not clobbered.
     await writeFile(path, data, { flag: 'wx', mode }).catch((err: NodeJS.ErrnoException) => {
@@ -199,7 +199,7 @@ async function writeOutput(path: string, data: string, mode: number, force: bool
   }
 }
 
-function outputPaths(outDir: string): InitResult {
+export function outputPaths(outDir: string): InitResult {
   const dir = resolve(outDir);
   return {
     caCert: join(dir, 'ca.crt'),
@@ -220,7 +220,7 @@ export async function initCertificates(opts: InitOptions): Promise<InitResult> {
   const [caKey, serverKey] = await Promise.all([newKeyPair(keyBits), newKeyPair(keyBits)]);
   const now = new Date();
   const ca = createCA(caKey, now, caDays);
-  const server = createServerCert(serverKey, hosts, ca, caKey, now, days);
+  const server = createServerCert(serverKey, hosts, ca, caKey.privateKey, now, days);
   const caPem = forge.pki.certificateToPem(ca);
 
   await writeOutput(paths.caKey, caKey.pem, KEY_MODE, force);

@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import type { ProgressEvent, Tally } from '../prewarm/progress.js';
+import type { Command } from './args.js';
 import { PlainRenderer, TtyRenderer, type Output, type Renderer } from './prefetch-render.js';
 
 export const PREFETCH_USAGE = `  registry-edge prefetch IMAGE[:tag|@digest]... [--platform os/arch]... [--admin URL] [--token-file F]
@@ -119,3 +120,8 @@ export async function runPrefetchCommand(args: readonly string[], term: Terminal
   if (!summary) return fail(1, 'the edge ended its answer without a summary');
   return summary.failed === 0 && summary.imagesFailed === 0 ? 0 : 1;
 }
+
+export const command: Command = {
+  usage: `usage:\n${PREFETCH_USAGE}`,
+  run: (args, io) => runPrefetchCommand(args, { out: io.stdout, err: io.stderr, env: process.env }),
+};

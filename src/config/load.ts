@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { load as parseYaml } from 'js-yaml';
 import { KEYS, ORIGIN_HOST, ORIGIN_KEYS, RETIRED_KEYS, envName, originEnvName, type Config, type KeySpec, type OriginConfig, type UpstreamConfig } from './schema.js';
+import { MASK, isSecret } from './dump.js';
+import { didYouMean, nearest } from './suggest.js';
 import { parseBytes, parseDuration } from './units.js';
 import { prewarmProblems } from '../prewarm/settings.js';
 
@@ -55,9 +57,31 @@ function unknownKeys(tree: Tree, warn: (line: string) => void, known: readonly K
     else if (known === KEYS && path === 'origins') continue;
     else if (RETIRED_KEYS[path] !== undefined) warn(`${at}${path}: ${RETIRED_KEYS[path]}`);
     else if (isTree(value)) out.push(...unknownKeys(value, warn, known, at, path));
-    else out.push(`${at}${path}: unknown key; see 'registry-edge config reference' for the keys`);
+    else {
+      const near = nearest(path, knownPaths(known));
+      out.push(`${at}${path}: unknown key; ${near === undefined ? "see 'registry-edge config reference' for the keys" : `did you mean ${at}${near}?`}`);
+    }
   }
   return out;
+}
+
+function knownPaths(known: readonly KeySpec[]): string[] {
+  return known === KEYS ? [...KEYS.map((k) => k.path), 'origins'] : known.map((k) => k.path);
+}
+
+/**
+ * `REGISTRY_EDGE_*` variables that name no key are ignored by the loader; told, since a
+ * typo in one (REGISTRY_EDGE_CACHE_MAX_SIZE) would otherwise leave the default in force unseen.
+ */
+function unknownVariables(tree: Tree, env: NodeJS.ProcessEnv, warn: (line: string) => void): void {
+  const known = new Set(KEYS.map((k) => envName(k.path)));
+  const hosts = isTree(tree.origins) ? Object.keys(tree.origins) : [];
+  for (const host of hosts) for (const k of ORIGIN_KEYS) known.add(originEnvName(host, k.path));
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('REGISTRY_EDGE_') || known.has(name)) continue;
+    const why = name.startsWith('REGISTRY_EDGE_ORIGINS_') ? 'names no key of an origin the file declares (env overrides cannot add one)' : 'names no config key';
+    warn(`env ${name}: ${why}, so it is ignored${didYouMean(name, known)}`);
+  }
 }
 
 /** `log.level` as YAML nests it: `log: {level: ...}`. */
@@ -90,7 +114,8 @@ const showSeconds = (s: number): string => (s >= 86400 && s % 86400 === 0 ? `${s
 /** Returns [value] or a problem string. */
 function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = ''): [unknown] | string {
   const where = fromEnv ? `${at}${spec.path} (env ${fromEnv})` : `${at}${spec.path}`;
-  const bad = (allowed: string): string => `${where}: ${show(raw)} is not allowed; expected ${allowed}`;
+  // A credential of the wrong type is still a credential: the line that refuses it does not print it.
+  const bad = (allowed: string): string => `${where}: ${isSecret(spec) ? MASK : show(raw)} is not allowed; expected ${allowed}`;
   const outside = (n: number): boolean => (spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max);
   switch (spec.type) {
     case 'string':
@@ -171,7 +196,7 @@ export interface LoadOptions {
   /** Path of the YAML file; undefined means defaults and env only. */
   readonly file?: string | undefined;
   readonly env?: NodeJS.ProcessEnv;
-  /** Told of keys that still load but do nothing (retired ones), one line each. */
+  /** Told of keys that still load but do nothing (retired ones) and of variables that name no key, one line each. */
   readonly onWarning?: (line: string) => void;
 }
 
@@ -194,7 +219,9 @@ export function loadConfig(options: LoadOptions): Config {
       throw new ConfigError([`${options.file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
     }
   }
-  problems.push(...unknownKeys(tree, options.onWarning ?? (() => undefined)));
+  const warn = options.onWarning ?? (() => undefined);
+  problems.push(...unknownKeys(tree, warn));
+  unknownVariables(tree, env, warn);
   const out: Tree = {};
   for (const spec of KEYS) {
     const fromEnv = env[envName(spec.path)];

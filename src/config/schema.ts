@@ -16,6 +16,8 @@ export interface KeySpec {
   readonly max?: number;
   /** '' is allowed and means "off" (for addr and url keys). */
   readonly optional?: boolean;
+  /** A credential: `config check` prints it masked (so do keys named *password, *secret, *token). */
+  readonly secret?: boolean;
 }
 
 /**
@@ -55,7 +57,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'upstream.connections', type: 'int', default: 64, min: 1, doc: 'Keep-alive connections per upstream instance.' },
   { path: 'upstream.max_redirects', type: 'int', default: 3, min: 0, doc: 'Redirects followed for a blob (registry to object storage).' },
   { path: 'upstream.auth.username', type: 'string', default: '', doc: 'Basic credentials of the edge itself, for its token requests and basic challenges.' },
-  { path: 'upstream.auth.password', type: 'string', default: '', doc: 'Password for upstream.auth.username (prefer the env override).' },
+  { path: 'upstream.auth.password', type: 'string', default: '', secret: true, doc: 'Password for upstream.auth.username (prefer the env override).' },
   { path: 'upstream.auth.realms', type: 'strings', default: [], doc: 'Hosts allowed as token realms besides the upstream hosts themselves (Docker Hub: auth.docker.io). The edge never sends credentials elsewhere.' },
   { path: 'token.path', type: 'string', default: '', doc: 'Path of the token route on the edge (e.g. /token or /ECA/token); requests to it are forwarded to token.url, and every Bearer realm passing through is rewritten to it. Empty: off.' },
   { path: 'token.url', type: 'url', optional: true, default: '', doc: 'The token service (auth realm) the token route forwards to, e.g. https://auth.example.internal:9090/token.' },

@@ -6,31 +6,22 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
-import { runCertsCommand } from '../../src/certs/cli.js';
 import { canonicalIP, ipBytes, isValidHost, registryAddress } from '../../src/certs/hosts.js';
 import { initCertificates, nextSteps, randomSerial, validateHosts, type InitResult } from '../../src/certs/issue.js';
 import { describeCertificate, formatCertificateInfo, parseSubjectAltName } from '../../src/certs/show.js';
+import { EDGE_BIN } from '../helpers/edge.js';
+import { run as runProcess } from '../helpers/proc.js';
 
 const HOSTS = ['localhost', '127.0.0.1', '::1', 'edge.zone-a.internal'];
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const DAY_MS = 86_400_000;
 
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
+/** `registry-edge certs <args>` through the real command line. */
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new Capture();
-  const err = new Capture();
-  const code = await runCertsCommand(args, out, err);
-  return { code, out: out.text, err: err.text };
+  const r = await runProcess(process.execPath, [EDGE_BIN, 'certs', ...args], { timeoutMs: 60_000 });
+  return { code: r.code ?? -1, out: r.stdout, err: r.stderr };
 }
 
 function mode(file: string): number {
@@ -296,7 +287,7 @@ describe('describeCertificate / formatCertificateInfo', () => {
   });
 });
 
-describe('runCertsCommand', () => {
+describe('registry-edge certs', () => {
   test('show prints every certificate with its SANs', async () => {
     const { code, out, err } = await run(['show', files.cert]);
     assert.equal(code, 0, err);
@@ -323,16 +314,16 @@ describe('runCertsCommand', () => {
 
   test('usage errors exit 2 and name the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [[], /missing subcommand/],
-      [['frobnicate'], /unknown subcommand frobnicate/],
+      [[], /missing certs command \(init, renew, show\)/],
+      [['frobnicate'], /unknown certs command frobnicate/],
       [['init', '--out', tmp], /missing --hosts/],
       [['init', '--hosts', 'a.example'], /missing --out/],
-      [['init', '--hosts', 'a.example', '--out'], /--out needs a value/],
+      [['init', '--hosts', 'a.example', '--out'], /--out needs a DIR/],
       [['init', '--hosts', 'a.example,bad host', '--out', tmp], /--hosts: invalid host "bad host"/],
       [['init', '--hosts', ',', '--out', tmp], /--hosts: at least one host/],
       [['init', '--hosts', 'a.example', '--out', tmp, '--days', '0'], /--days must be/],
       [['init', '--hosts', 'a.example', '--out', tmp, '--days', '1y'], /--days must be .*"1y"/],
-      [['init', '--hosts', 'a.example', '--out', tmp, '--bogus'], /unknown flag --bogus/],
+      [['init', '--hosts', 'a.example', '--out', tmp, '--bogus'], /unknown option --bogus/],
       [['show'], /missing FILE/],
       [['show', 'a', 'b'], /unexpected argument b/],
     ];

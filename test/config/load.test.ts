@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
+import { load as parseYaml } from 'js-yaml';
 import { ConfigError, configReference, loadConfig } from '../../src/config/load.js';
 import { KEYS, TIMER_MAX, envName } from '../../src/config/schema.js';
 import { parseBytes, parseDuration } from '../../src/config/units.js';
@@ -87,7 +88,7 @@ test('the CLI exits 2 on a bad config with one line per problem', async () => {
   assert.equal(bad.stderr.trim().split('\n').length, 2, bad.stderr);
   const good = await run(process.execPath, [EDGE_BIN, 'config', 'check', '--config', 'config/registry-edge.yaml']);
   assert.equal(good.code, 0, good.stderr);
-  assert.equal((JSON.parse(good.stdout) as { http: { addr: string } }).http.addr, '0.0.0.0:5000');
+  assert.equal((parseYaml(good.stdout) as { http: { addr: string } }).http.addr, '0.0.0.0:5000');
 });
 
 test('the reference lists every key with its env name', () => {
@@ -185,4 +186,40 @@ test('a retired key still loads, with one warning naming it and what to do; star
   const checked = await run(process.execPath, [EDGE_BIN, 'config', 'check', '--config', file], { env: { ...process.env, REGISTRY_EDGE_CACHE_DIR: path.join(dir, 'cache') } });
   assert.equal(checked.code, 0, checked.stderr);
   assert.match(checked.stderr, /^config: warning: cache\.fill_gc_every: no longer has an effect/);
+});
+
+describe('mistakes named', () => {
+  test('a mistyped key: did you mean the nearest key, at the top and under an origin', () => {
+    const file = path.join(dir, 'typo.yaml');
+    writeFileSync(file, 'cache:\n  max_size: 1GiB\nupstream:\n  health:\n    intervall: 5s\nlogg: {level: debug}\nfrobnicate: 1\n');
+    assert.deepEqual(problemsOf({ file, env: {} }), [
+      'cache.max_size: unknown key; did you mean cache.maxsize?',
+      'upstream.health.intervall: unknown key; did you mean upstream.health.interval?',
+      'logg.level: unknown key; did you mean log.level?',
+      "frobnicate: unknown key; see 'registry-edge config reference' for the keys",
+    ]);
+    writeFileSync(file, 'origins:\n  ghcr.io: {upstream: [https://ghcr.io]}\ndefault_origin: ghcr.io\n');
+    assert.ok(problemsOf({ file, env: {} }).includes('origins.ghcr.io.upstream: unknown key; did you mean origins.ghcr.io.upstreams?'));
+  });
+
+  test('a REGISTRY_EDGE_* variable that names no key: a warning, with the nearest name', () => {
+    const warnings: string[] = [];
+    const config = loadConfig({ env: { REGISTRY_EDGE_CACHE_MAX_SIZE: '1GiB', REGISTRY_EDGE_CACHE_MAXSIZE: '2GiB', REGISTRY_EDGE_ORIGINS_GHCR_IO_UPSTREAMS: 'https://ghcr.io', OTHER_CACHE: 'x' }, onWarning: (l) => warnings.push(l) });
+    assert.equal(config.cache.maxsize, 2 * 1024 ** 3);
+    assert.deepEqual(warnings, [
+      'env REGISTRY_EDGE_CACHE_MAX_SIZE: names no config key, so it is ignored; did you mean REGISTRY_EDGE_CACHE_MAXSIZE?',
+      'env REGISTRY_EDGE_ORIGINS_GHCR_IO_UPSTREAMS: names no key of an origin the file declares (env overrides cannot add one), so it is ignored',
+    ]);
+    const file = path.join(dir, 'declared.yaml');
+    writeFileSync(file, 'origins:\n  ghcr.io: {upstreams: [https://ghcr.io]}\ndefault_origin: ghcr.io\n');
+    const quiet: string[] = [];
+    loadConfig({ file, env: { REGISTRY_EDGE_ORIGINS_GHCR_IO_UPSTREAMS: 'https://ghcr.io' }, onWarning: (l) => quiet.push(l) });
+    assert.deepEqual(quiet, [], 'a variable of a declared origin names a key');
+  });
+});
+
+test('a secret of the wrong type is refused without printing it', () => {
+  const file = path.join(dir, 'secret-number.yaml');
+  writeFileSync(file, 'upstream:\n  auth:\n    password: 12345678\n');
+  assert.deepEqual(problemsOf({ file, env: {} }), ['upstream.auth.password: <hidden> is not allowed; expected a string']);
 });

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { load as parseYaml } from 'js-yaml';
 import { EDGE_BIN, startEdge } from '../../helpers/edge.js';
 import { mountTmpfs, type SmallFs } from '../../helpers/mount.js';
 import { httpRequest, removeDir, run, tempDir, type RunResult } from '../../helpers/proc.js';
@@ -132,7 +133,7 @@ describe('TLS pair at start', () => {
   test('a good pair passes config check', async () => {
     const checked = await edgeCli(['config', 'check'], { REGISTRY_EDGE_HTTP_TLS_CERTIFICATE: a.cert, REGISTRY_EDGE_HTTP_TLS_KEY: a.key });
     assert.equal(checked.code, 0, checked.stderr);
-    assert.equal((JSON.parse(checked.stdout) as { http: { tls: { key: string } } }).http.tls.key, a.key);
+    assert.equal((parseYaml(checked.stdout) as { http: { tls: { key: string } } }).http.tls.key, a.key);
   });
 });
 
@@ -264,7 +265,7 @@ describe('command line', () => {
   test('an unknown flag, command or a --config without a file: one line, the usage, exit 2', async () => {
     const cases: Array<[string[], string]> = [
       [['serve', '--bogus'], 'registry-edge: unknown option --bogus'],
-      [['serve', 'extra'], 'registry-edge: unexpected argument extra'],
+      [['serve', 'a.yaml', 'extra'], 'registry-edge: unexpected argument extra'],
       [['frobnicate'], 'registry-edge: unknown command frobnicate'],
       [['config', 'frob'], 'registry-edge: unknown config command frob'],
       [['config', 'check', '--config'], 'registry-edge: --config needs a FILE'],

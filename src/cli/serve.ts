@@ -1,0 +1,92 @@
+/**
+ * `serve [FILE | --config FILE]`: start the edge. Until it listens, any failure ends
+ * start-up with exit 2 (one line on stderr); once serving, no error ends the process
+ * (src/runtime/uncaught.ts).
+ */
+import { ConfigError, loadConfig } from '../config/load.js';
+import { checkFiles } from '../config/preflight.js';
+import { describeCause } from '../config/problem.js';
+import type { Config } from '../config/schema.js';
+import { startEdge, type RunningEdge } from '../edge.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { keepServing } from '../runtime/uncaught.js';
+import { parseArgs, type Command } from './args.js';
+import { DEFAULT_CONFIG, configFile, configProblems, warnConfig } from './config-file.js';
+
+const USAGE = `usage:
+  registry-edge serve [FILE | --config FILE]
+      start the edge with the config FILE (default ${DEFAULT_CONFIG});
+      REGISTRY_EDGE_<KEY> variables override its keys (registry-edge config reference)`;
+
+/**
+ * Until the edge listens, any failure (a thrown step, an error event nobody listens to)
+ * ends start-up with exit 2: a known one as its config line, anything else as one line
+ * on stderr with the stack in the log.
+ */
+function failStartup(log: Logger, err: unknown): never {
+  if (err instanceof ConfigError) process.stderr.write(configProblems(err));
+  else {
+    log.error({ err }, 'start-up failed');
+    log.flush();
+    process.stderr.write(`registry-edge: start-up failed: ${describeCause(err)} (the log has the details)\n`);
+  }
+  process.exit(2);
+}
+
+async function serve(file: string): Promise<void> {
+  const config = loadConfig({ file, onWarning: warnConfig });
+  const log = createLogger(config.log);
+  const onStartupFault = (err: unknown): never => failStartup(log, err);
+  process.on('uncaughtException', onStartupFault);
+  process.on('unhandledRejection', onStartupFault);
+  let edge: RunningEdge;
+  try {
+    const problems = await checkFiles(config, { keep: true });
+    if (problems.length > 0) throw new ConfigError(problems);
+    edge = await startEdge(config, log);
+  } catch (err) {
+    failStartup(log, err);
+  } finally {
+    process.off('uncaughtException', onStartupFault);
+    process.off('unhandledRejection', onStartupFault);
+  }
+  keepServing(log, (kind) => edge.metrics.uncaughtErrors.inc({ kind }));
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    edge.close().then(
+      () => {
+        log.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  // SIGHUP, as nginx: re-read the config file, apply the upstream list and TLS files; keep the old on error.
+  process.on('SIGHUP', () => {
+    let next: Config;
+    try {
+      next = loadConfig({ file, onWarning: warnConfig });
+    } catch (err) {
+      log.error({ problems: err instanceof ConfigError ? err.problems : [(err as Error).message] }, 'config reload refused');
+      return;
+    }
+    edge.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));
+  });
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+export const command: Command = {
+  usage: USAGE,
+  async run(args) {
+    const parsed = parseArgs(args, { values: ['--config FILE'], positionals: 1 });
+    await serve(configFile(parsed));
+    return 0;
+  },
+};
