@@ -15,7 +15,9 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { keepServing } from '../runtime/uncaught.js';
 
 const USAGE = `usage:
-  registry-edge serve [--config FILE]          start the edge (default config/registry-edge.yaml)
+  registry-edge serve [--config FILE] [--pretty]
+                                               start the edge (default config/registry-edge.yaml);
+                                               --pretty: log lines for a person instead of JSON
   registry-edge config check [--config FILE]   validate a config and the files it names; print it resolved
   registry-edge config reference               print every config key as Markdown
 ${CERTS_USAGE.replace(/^usage:\n/, '')}`;
@@ -76,9 +78,9 @@ function failStartup(log: Logger, err: unknown): never {
   process.exit(2);
 }
 
-async function serve(file: string): Promise<void> {
+async function serve(file: string, pretty = false): Promise<void> {
   const config = loadConfig({ file, onWarning: warnConfig });
-  const log = createLogger(config.log);
+  const log = createLogger({ ...config.log, pretty });
   const onStartupFault = (err: unknown): never => failStartup(log, err);
   process.on('uncaughtException', onStartupFault);
   process.on('unhandledRejection', onStartupFault);
@@ -144,7 +146,7 @@ async function run(argv: readonly string[]): Promise<void> {
     return;
   }
   const action =
-    command === 'serve' ? { args: rest, takesConfig: true, run: serve }
+    command === 'serve' ? { args: rest.filter((a) => a !== '--pretty'), takesConfig: true, run: (file: string) => serve(file, rest.includes('--pretty')) }
     : command === 'config' && sub === 'check' ? { args: subRest, takesConfig: true, run: checkConfig }
     : command === 'config' && sub === 'reference' ? { args: subRest, takesConfig: false, run: async () => void process.stdout.write(configReference() + '\n') }
     : undefined;

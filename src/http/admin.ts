@@ -1,11 +1,14 @@
 /**
  * The admin listener: /metrics for Prometheus, /healthz (process up), /readyz (the edge
  * can serve: an upstream answers; its body also says whether the cache takes writes,
- * which does not make the edge unready: misses then stream through uncached).
+ * which does not make the edge unready: misses then stream through uncached), and the
+ * status page (`/`, its data at /status.json).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'undici';
 import type { Metrics } from '../metrics/metrics.js';
+import { STATUS_PAGE_CSP, statusPage } from './status-page.js';
+import type { StatusSnapshot } from './status.js';
 
 export interface AdminDeps {
   readonly metrics: Metrics;
@@ -13,6 +16,7 @@ export interface AdminDeps {
   readonly cacheWritable: () => Promise<boolean>;
   readonly upstreams: () => readonly string[];
   readonly readyTimeoutMs: number;
+  readonly status: () => Promise<StatusSnapshot>;
 }
 
 async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean> {
@@ -49,6 +53,17 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
     if (path === '/healthz') return reply(200, 'text/plain', 'ok\n');
     if (path === '/readyz') {
       void readiness(deps).then((r) => reply(r.ready ? 200 : 503, 'application/json', JSON.stringify(r) + '\n'));
+      return;
+    }
+    if (path === '/' || path === '/status.json') {
+      void deps.status().then(
+        (s) => {
+          res.setHeader('cache-control', 'no-store');
+          if (path === '/') res.setHeader('content-security-policy', STATUS_PAGE_CSP);
+          reply(200, path === '/' ? 'text/html; charset=utf-8' : 'application/json', path === '/' ? statusPage(s) : JSON.stringify(s) + '\n');
+        },
+        (err: Error) => reply(500, 'text/plain', `${err.message}\n`),
+      );
       return;
     }
     if (path === '/metrics') {

@@ -31,7 +31,7 @@ function blobHeaders(digest: Digest): OutgoingHttpHeaders {
 
 /** The blob exists (the store, a fill in flight or the upstream's HEAD say so); nothing is fetched. */
 async function headOf(ex: Exchange, blobs: BlobService, name: string, digest: Digest): Promise<number | undefined> {
-  const { size, source } = await blobs.head({ name, digest, range: undefined, authorization: header(ex.req, 'authorization') });
+  const { size, source } = await blobs.head({ name, digest, range: undefined, authorization: header(ex.req, 'authorization'), trace: ex });
   ex.cache = source === 'upstream' ? 'miss' : source === 'fill' ? 'follow' : 'hit';
   return size;
 }
@@ -63,6 +63,7 @@ export async function getBlob(ex: Exchange, blobs: BlobService, name: string, di
     digest,
     range: ranged ? parseRange(header(ex.req, 'range')) : undefined,
     authorization: header(ex.req, 'authorization'),
+    trace: ex,
   });
   ex.cache = body.source === 'cache' ? 'hit' : 'fill';
   ex.source = body.source;

@@ -30,7 +30,8 @@ const DROP_REQUEST = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'host', 'expect', 'x-real-ip', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+// x-request-id: the client gets the id the edge logged (set by the router).
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'x-request-id']);
 
 function requestHeaders(ex: Exchange, settings: ForwardSettings, auth: UpstreamAuth): Record<string, string> {
   const out: Record<string, string> = {};
@@ -130,6 +131,7 @@ export async function forward(ex: Exchange, settings: ForwardSettings, opts: For
     instanceKey: pin,
     body: hasBody ? (opts.body ?? ex.req) : undefined,
     signal: gone.signal,
+    trace: ex,
   });
   if (opts.beforeReply) await opts.beforeReply(res);
   ex.cache = 'pass';

@@ -10,7 +10,7 @@ import { RegistryError } from '../oci/errors.js';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { ALL_MANIFEST_TYPES, sniffMediaType } from '../oci/media-types.js';
 import type { ByteRange, ManifestBytes, RegistryReader, ResolvedTag } from '../reads/registry-reader.js';
-import type { UpstreamAuth, UpstreamClient, UpstreamResponse } from './client.js';
+import type { UpstreamAuth, UpstreamClient, UpstreamResponse, UpstreamTrace } from './client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import { pullScope } from './upstream-auth.js';
 
@@ -55,21 +55,22 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
     return new RemoteRegistry(this.upstream, { ...this.opts, credentials });
   }
 
-  async statBlob(name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
-    const res = await this.upstream.request({ method: 'HEAD', path: blobPath(name, digest), auth: this.auth(name, authorization), followRedirects: true });
+  async statBlob(name: string, digest: Digest, authorization: string | undefined, trace?: UpstreamTrace): Promise<number | undefined> {
+    const res = await this.upstream.request({ method: 'HEAD', path: blobPath(name, digest), auth: this.auth(name, authorization), followRedirects: true, trace });
     if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
     await res.body.dump();
     return lengthOf(res);
   }
 
   /** Resolves with the body unread; no await may come between this and reading it. */
-  async openBlob(name: string, digest: Digest, authorization: string | undefined, range?: ByteRange): Promise<RemoteBlob> {
+  async openBlob(name: string, digest: Digest, authorization: string | undefined, range?: ByteRange, trace?: UpstreamTrace): Promise<RemoteBlob> {
     const res = await this.upstream.request({
       method: 'GET',
       path: blobPath(name, digest),
       headers: range ? { range: `bytes=${range.start}-${range.end - 1}` } : undefined,
       auth: this.auth(name, authorization),
       followRedirects: true,
+      trace,
     });
     if (res.status !== (range ? 206 : 200)) throw await UpstreamAnswer.from(res);
     return { body: res.body, size: lengthOf(res) };
