@@ -142,4 +142,20 @@ describe('status page', () => {
     assert.ok(image.colours >= 16, `a page, not a blank: ${image.colours} colours`);
     t.diagnostic(`status page screenshot: ${png} (${image.width}x${image.height}, ${image.colours} colours)`);
   });
+
+  test('a fill in flight is on the page with its progress: bytes received of the announced size', async () => {
+    const { edge, shim } = stack;
+    const slow = await pushRandomBlob(stack, repo, 512 * 1024);
+    shim.addFault({ kind: 'slow-body', bytesPerSecond: 256 * 1024, pathPattern: new RegExp(`/blobs/${slow.digest}$`) });
+    const pulled = httpRequest(`${edge.url}/v2/${repo}/blobs/${slow.digest}`);
+    const fill = await waitFor(async () => {
+      const s = JSON.parse((await httpRequest(`${edge.adminUrl}/status.json`)).body.toString('utf8')) as { fills: Array<{ digest: string; receivedBytes: number; size: number }> };
+      const f = s.fills.find((x) => x.digest === slow.digest);
+      return f && f.receivedBytes > 0 && f.receivedBytes < slow.size ? f : undefined;
+    }, { what: 'the fill to be part way' });
+    assert.equal(fill.size, slow.size);
+    const page = (await httpRequest(`${edge.adminUrl}/`)).body.toString('utf8');
+    assert.match(page, new RegExp(`title="${slow.digest}".*<progress value="\\d+" max="${slow.size}"></progress>`));
+    assert.equal((await pulled).status, 200);
+  });
 });

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { createLogger } from '../../src/log/logger.js';
 import { prettyDestination, prettyLine } from '../../src/log/pretty.js';
-import { removeDir, tempDir } from '../helpers/proc.js';
+import { EDGE_BIN } from '../helpers/edge.js';
+import { removeDir, startProcess, tempDir, waitFor } from '../helpers/proc.js';
 
 test('an access line: time, level, message, method, path, status, duration lead; the rest as key=value', () => {
   const line = JSON.stringify({
@@ -41,4 +42,21 @@ test('log.timestamp iso: the time field is an ISO 8601 string', (t) => {
   const [iso, epoch] = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { time: unknown }).time);
   assert.match(String(iso), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.equal(typeof epoch, 'number');
+});
+
+test('serve --pretty: the edge itself writes its lines pretty, with ISO times asked for', async (t) => {
+  const dir = tempDir('re-pretty-');
+  const config = path.join(dir, 'edge.yaml');
+  fs.writeFileSync(config, 'log:\n  timestamp: iso\n');
+  const proc = startProcess(process.execPath, [EDGE_BIN, 'serve', '--pretty', '--config', config], {
+    logFile: path.join(dir, 'edge.log'),
+    env: { ...process.env, REGISTRY_EDGE_HTTP_ADDR: '127.0.0.1:0', REGISTRY_EDGE_ADMIN_ADDR: '127.0.0.1:0', REGISTRY_EDGE_UPSTREAMS: 'http://127.0.0.1:9', REGISTRY_EDGE_CACHE_DIR: path.join(dir, 'cache') },
+  });
+  t.after(async () => {
+    await proc.stop();
+    removeDir(dir);
+  });
+  const line = await waitFor(() => proc.logs().split('\n').find((l) => l.includes('registry-edge listening')), { what: 'the listening line' });
+  assert.match(line, /^\d\d:\d\d:\d\d\.\d{3} INFO {2}registry-edge listening {2}httpAddress=127\.0\.0\.1:\d+ /);
+  assert.ok(!proc.logs().includes('{"level"'), 'no JSON line');
 });
