@@ -47,7 +47,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
   { path: 'status.errors', type: 'int', default: 50, min: 1, max: 10_000, doc: 'Recent errors the status page (admin `/`, `/status.json`) keeps: requests answered 5xx and blob fills that failed, newest first.' },
   { path: 'status.repositories', type: 'int', default: 1000, min: 1, max: 100_000, doc: 'Repositories whose requests and bytes the status page counts since start (it shows the busiest 10); past it a new name takes the place of the least requested one.' },
-  { path: 'status.window', type: 'duration', default: '60s', min: 1, max: 3600, doc: 'The recent window of the status page\'s hit ratio (beside the ratio since start).' },
+  { path: 'status.window', type: 'duration', default: '60s', min: 1, doc: 'The recent window of the status page\'s hit ratio (beside the ratio since start).' },
   { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry instances: URLs, or {url, weight, max_fails, fail_timeout, backup} as nginx server lines. Env: comma-separated URLs. Reloaded on SIGHUP.' },
   { path: 'upstream.balance', type: 'enum', default: 'ip_hash', values: ['ip_hash', 'round_robin', 'least_conn'], doc: 'How a request picks an instance. ip_hash: by client address (IPv4 /24, whole IPv6) with rendezvous hashing, so removing an instance moves only its clients.' },
   { path: 'upstream.host_header', type: 'enum', default: 'upstream', values: ['upstream', 'client'], doc: 'Host sent upstream on passed-through requests: the instance\'s own, or the client\'s (nginx proxy_set_header Host $host).' },

@@ -28,6 +28,7 @@ export async function serveManifest(ex: Exchange, manifests: ManifestService, na
     accepted: parseAccept(acceptHeader),
     acceptHeader: Array.isArray(acceptHeader) ? acceptHeader.join(', ') : acceptHeader,
     authorization: header(ex.req, 'authorization'),
+    trace: ex,
   });
   // The client's request as it came, so the upstream negotiates (and answers conditions) as it would without the edge.
   if (result.kind === 'pass') return void (await forward(ex, pass.settings, { auth: pass.auth }));

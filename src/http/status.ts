@@ -70,7 +70,8 @@ export interface StatusSnapshot {
 
 /** Repositories on the page: the busiest few of those counted. */
 const TOP_SHOWN = 10;
-const BUCKET_MS = 1000;
+/** The window is counted in this many buckets whatever its length (so memory does not grow with it). */
+const BUCKETS = 60;
 
 interface Bucket {
   at: number;
@@ -82,8 +83,9 @@ export class StatusRecorder {
   readonly startedAt: number;
   private readonly limits: StatusLimits;
   private readonly now: () => number;
-  /** One bucket per second of the window, reused round the ring. */
+  /** The window in BUCKETS slices, reused round the ring. */
   private readonly buckets: Bucket[];
+  private readonly bucketMs: number;
   private readonly errors: RecentError[] = [];
   private readonly repositories = new Map<string, { requests: number; bytes: number }>();
 
@@ -91,7 +93,8 @@ export class StatusRecorder {
     this.limits = limits;
     this.now = now;
     this.startedAt = now();
-    this.buckets = Array.from({ length: Math.max(1, Math.ceil(limits.windowMs / BUCKET_MS)) }, () => ({ at: -1, hits: 0, misses: 0 }));
+    this.bucketMs = Math.max(1, limits.windowMs / BUCKETS);
+    this.buckets = Array.from({ length: BUCKETS }, () => ({ at: -1, hits: 0, misses: 0 }));
   }
 
   request(r: FinishedRequest): void {
@@ -131,10 +134,10 @@ export class StatusRecorder {
   }
 
   private bucket(now: number): Bucket {
-    const second = Math.floor(now / BUCKET_MS);
-    const b = this.buckets[second % this.buckets.length] as Bucket;
-    if (b.at !== second * BUCKET_MS) {
-      b.at = second * BUCKET_MS;
+    const slice = Math.floor(now / this.bucketMs);
+    const b = this.buckets[slice % BUCKETS] as Bucket;
+    if (b.at !== slice * this.bucketMs) {
+      b.at = slice * this.bucketMs;
       b.hits = 0;
       b.misses = 0;
     }

@@ -185,7 +185,10 @@ export class UpstreamClient {
     }
     for (const [url, old] of this.instances) {
       // In-flight requests on a removed instance finish; the pool closes after them.
-      if (!next.has(url)) void old.pool.close().catch(() => undefined);
+      if (!next.has(url)) {
+        void old.pool.close().catch(() => undefined);
+        this.lastFailure.delete(url);
+      }
     }
     this.instances = next;
   }

@@ -77,8 +77,8 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
   }
 
   /** A HEAD: 404 rejects MANIFEST_UNKNOWN, 5xx and 429 OriginUnavailable; `deadlineMs` bounds it when a stale copy waits. */
-  async resolveTag(name: string, tag: string, authorization: string | undefined, deadlineMs?: number): Promise<ResolvedTag> {
-    const res = await this.request(name, 'HEAD', tag, ALL_MANIFEST_TYPES, authorization, deadlineMs);
+  async resolveTag(name: string, tag: string, authorization: string | undefined, deadlineMs?: number, trace?: UpstreamTrace): Promise<ResolvedTag> {
+    const res = await this.request(name, 'HEAD', tag, ALL_MANIFEST_TYPES, authorization, deadlineMs, trace);
     if (res.status >= 500 || res.status === 429) {
       await res.body.dump();
       throw new OriginUnavailable(res.status);
@@ -93,13 +93,13 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
   }
 
   /** `accept`: the client's own Accept, so the origin negotiates as it would for the client; the bytes are checked against `digest`. */
-  async getManifest(name: string, digest: Digest, authorization: string | undefined, accept: string = ALL_MANIFEST_TYPES): Promise<ManifestBytes> {
-    return this.verified(await this.request(name, 'GET', digest.value, accept, authorization), digest);
+  async getManifest(name: string, digest: Digest, authorization: string | undefined, accept: string = ALL_MANIFEST_TYPES, trace?: UpstreamTrace): Promise<ManifestBytes> {
+    return this.verified(await this.request(name, 'GET', digest.value, accept, authorization, undefined, trace), digest);
   }
 
   /** The tag's manifest in one round trip, as pushed; 'schema1' when it cannot be verified (the client's own request gets it then). */
-  async getTagged(name: string, tag: string, authorization: string | undefined): Promise<ManifestBytes | 'schema1'> {
-    const res = await this.request(name, 'GET', tag, ALL_MANIFEST_TYPES, authorization);
+  async getTagged(name: string, tag: string, authorization: string | undefined, trace?: UpstreamTrace): Promise<ManifestBytes | 'schema1'> {
+    const res = await this.request(name, 'GET', tag, ALL_MANIFEST_TYPES, authorization, undefined, trace);
     if (res.status === 200 && SCHEMA1.has(mediaTypeOf(res) ?? '')) {
       await res.body.dump();
       return 'schema1';
@@ -118,8 +118,8 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
     return this.opts.credentials(pullScope(name), authorization);
   }
 
-  private request(name: string, method: 'GET' | 'HEAD', reference: string, accept: string, authorization: string | undefined, deadlineMs?: number): Promise<UpstreamResponse> {
-    return this.upstream.request({ method, path: `/v2/${name}/manifests/${reference}`, headers: { accept }, auth: this.auth(name, authorization), deadlineMs });
+  private request(name: string, method: 'GET' | 'HEAD', reference: string, accept: string, authorization: string | undefined, deadlineMs?: number, trace?: UpstreamTrace): Promise<UpstreamResponse> {
+    return this.upstream.request({ method, path: `/v2/${name}/manifests/${reference}`, headers: { accept }, auth: this.auth(name, authorization), deadlineMs, trace });
   }
 
   /** Reads a manifest answer and checks its bytes against the digest asked for and the one it claims. */

@@ -3,11 +3,12 @@
 // its script keeps it current, and its screenshot is a real picture of it. Also the
 // access line's fields and the X-Request-Id round trip through the edge to the upstream.
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from '../helpers/chromium.js';
 import { logLines, parseMetric, startEdge } from '../helpers/edge.js';
+import { pushBlob } from '../helpers/image.js';
 import { decodePng } from '../helpers/png.js';
 import { httpRequest, tempDir, waitFor } from '../helpers/proc.js';
 import { pushRandomBlob } from '../helpers/random-blob.js';
@@ -78,6 +79,23 @@ describe('status page', () => {
     assert.equal(tags.headers['x-request-id'], 'req-forwarded');
     const forwarded = shim.stats.requests.find((r) => r.path.startsWith(`/v2/${repo}/tags/list`));
     assert.equal(forwarded?.headers['x-request-id'], 'req-forwarded', 'a forwarded request carries it too');
+
+    // A manifest by tag: the edge's own GET of it upstream carries the id.
+    const configFile = path.join(stack.work, 'config.json');
+    writeFileSync(configFile, '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+    const config = await pushBlob(stack.registry.url, repo, configFile);
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.size },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: good.digest, size: good.size }],
+    });
+    const put = await httpRequest(`${stack.registry.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(put.status, 201);
+    const got = await httpRequest(`${edge.url}/v2/${repo}/manifests/v1`, { headers: { 'x-request-id': 'req-manifest', accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(got.status, 200);
+    const upstreamGet = shim.stats.requests.find((r) => r.path === `/v2/${repo}/manifests/v1`);
+    assert.equal(upstreamGet?.headers['x-request-id'], 'req-manifest');
   });
 
   test('the access line names the request id, user agent, the instance that answered and the origin', async () => {
