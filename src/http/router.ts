@@ -20,7 +20,7 @@ import { forward } from './forward.js';
 import { deleteManifest, pushManifest, serveManifest } from './manifests.js';
 import { API_VERSION_HEADER, sendError } from './respond.js';
 import { publicBase, rewriteRealm } from './rewrite.js';
-import { requestId } from './request-id.js';
+import { REQUEST_ID, requestId } from './request-id.js';
 import type { StatusRecorder } from './status.js';
 import { forwardToken } from './token-route.js';
 
@@ -53,7 +53,7 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origi
       if (!read) break;
       if (mode === 'upstream-check') return void (await forward(ex, origin.forward, clientOwn));
       ex.subject = await gate.base(clientAuth, ex.base);
-      ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
+      ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1], [REQUEST_ID]: ex.requestId });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
@@ -125,11 +125,11 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const realm = originOf(ex).forward.tokenRealm(ex);
     const challenge = err instanceof UpstreamAnswer ? err.headers['www-authenticate'] : undefined;
     if (realm && challenge && err instanceof UpstreamAnswer) {
-      sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body));
+      sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body), ex.requestId);
       return;
     }
     // Out of descriptors passes: a client told to come back soon beats an internal error.
-    sendError(ex.res, exhaustionCode(err) ? OUT_OF_DESCRIPTORS : err);
+    sendError(ex.res, exhaustionCode(err) ? OUT_OF_DESCRIPTORS : err, ex.requestId);
   };
   return (req, res) => {
     const url = req.url ?? '/';
@@ -158,7 +158,6 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       bodyBytes: 0,
       error: undefined,
     };
-    res.setHeader('x-request-id', ex.requestId);
     // req.socket is detached by the time 'close' fires on some paths: keep our own reference.
     const socket = req.socket;
     const bytesBefore = socket.bytesWritten;

@@ -62,6 +62,7 @@ describe('status page', () => {
     const hit = await get(good.digest, ids.hit);
     const error = await get(failing.digest, ids.error);
     assert.deepEqual([miss.status, hit.status, error.status], [200, 200, 500]);
+    assert.deepEqual([miss, hit, error].map((r) => r.headers['x-request-id']), [ids.miss, ids.hit, ids.error], 'each answer, the error too, carries its id');
   });
 
   after(async () => {
