@@ -118,7 +118,7 @@ describe('status page', () => {
     assert.equal(byId(ids.hit)?.subject, undefined, 'public mode without htpasswd: no subject');
   });
 
-  test('in Chromium, the page shows the figures of /status.json and /metrics, and keeps them current', async (t) => {
+  test('in Chromium, the page shows the figures of /status.json and /metrics, and keeps them current', async () => {
     const { edge, shim } = stack;
     const snapshot = JSON.parse((await httpRequest(`${edge.adminUrl}/status.json`)).body.toString('utf8')) as Snapshot;
     const metrics = (await httpRequest(`${edge.adminUrl}/metrics`)).body.toString('utf8');
@@ -150,22 +150,12 @@ describe('status page', () => {
     assert.match(dom, new RegExp(`<span class="url">${shim.url.replace(/[.:/]/g, '\\$&')}</span></td><td><b class="up" data-health="up">up</b>`), 'the instance and its health');
     assert.ok(dom.includes(`<span class="repo">${repo}</span>`), 'the repository');
     assert.ok(dom.includes('<code>upstream 500</code>') && dom.includes(ids.error), 'the error, with its request id');
-
-    const shots = tempDir('re-status-shot-'); // kept: the closing note cites the screenshot
-    const png = path.join(shots, 'status.png');
-    const shot = await chromium(['--virtual-time-budget=5000', `--screenshot=${png}`, '--window-size=1280,900', `${edge.adminUrl}/`]);
-    assert.equal(shot.code, 0);
-    assert.ok(statSync(png).size > 0);
-    const image = decodePng(readFileSync(png));
-    assert.deepEqual([image.width, image.height], [1280, 900]);
-    assert.ok(image.colours >= 16, `a page, not a blank: ${image.colours} colours`);
-    t.diagnostic(`status page screenshot: ${png} (${image.width}x${image.height}, ${image.colours} colours)`);
   });
 
-  test('a fill in flight is on the page with its progress: bytes received of the announced size', async () => {
+  test('a fill in flight is on the page with its progress, and in its screenshot', async (t) => {
     const { edge, shim } = stack;
-    const slow = await pushRandomBlob(stack, repo, 512 * 1024);
-    shim.addFault({ kind: 'slow-body', bytesPerSecond: 256 * 1024, pathPattern: new RegExp(`/blobs/${slow.digest}$`) });
+    const slow = await pushRandomBlob(stack, repo, 2 * 1024 * 1024);
+    shim.addFault({ kind: 'slow-body', bytesPerSecond: 512 * 1024, pathPattern: new RegExp(`/blobs/${slow.digest}$`) });
     const pulled = httpRequest(`${edge.url}/v2/${repo}/blobs/${slow.digest}`);
     const fill = await waitFor(async () => {
       const s = JSON.parse((await httpRequest(`${edge.adminUrl}/status.json`)).body.toString('utf8')) as { fills: Array<{ digest: string; receivedBytes: number; size: number }> };
@@ -175,6 +165,16 @@ describe('status page', () => {
     assert.equal(fill.size, slow.size);
     const page = (await httpRequest(`${edge.adminUrl}/`)).body.toString('utf8');
     assert.match(page, new RegExp(`title="${slow.digest}".*<progress value="\\d+" max="${slow.size}"></progress>`));
+    const shots = tempDir('re-status-shot-'); // kept: the closing note cites the screenshot
+    const png = path.join(shots, 'status.png');
+    // Taken while the fill runs (about 4 s): the picture shows one in flight.
+    const shot = await chromium(['--virtual-time-budget=5000', `--screenshot=${png}`, '--window-size=1280,900', `${edge.adminUrl}/`]);
+    assert.equal(shot.code, 0);
+    assert.ok(statSync(png).size > 0);
+    const image = decodePng(readFileSync(png));
+    assert.deepEqual([image.width, image.height], [1280, 900]);
+    assert.ok(image.colours >= 16, `a page, not a blank: ${image.colours} colours`);
+    t.diagnostic(`status page screenshot: ${png} (${image.width}x${image.height}, ${image.colours} colours)`);
     assert.equal((await pulled).status, 200);
   });
 });
