@@ -122,7 +122,14 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       cacheWritable: () => writability.probe(),
       upstreams: () => origins.flatMap((o) => o.upstream.urls),
       readyTimeoutMs: READY_TIMEOUT_MS,
-      status: () => statusSnapshot({ recorder: status, metrics, maxBytes: maxsize, fills: () => blobCache.snapshot(), origins: () => origins.map((o) => ({ host: o.host, instances: o.upstream.health() })) }),
+      status: () =>
+        statusSnapshot({
+          recorder: status,
+          metrics,
+          maxBytes: maxsize,
+          fills: () => blobCache.snapshot(),
+          origins: () => origins.map((o) => ({ host: o.host, instances: o.upstream.health() })),
+        }),
     }),
   );
   const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));

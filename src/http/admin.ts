@@ -59,8 +59,9 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       void deps.status().then(
         (s) => {
           res.setHeader('cache-control', 'no-store');
-          if (path === '/') res.setHeader('content-security-policy', STATUS_PAGE_CSP);
-          reply(200, path === '/' ? 'text/html; charset=utf-8' : 'application/json', path === '/' ? statusPage(s) : JSON.stringify(s) + '\n');
+          if (path === '/status.json') return reply(200, 'application/json', JSON.stringify(s) + '\n');
+          res.setHeader('content-security-policy', STATUS_PAGE_CSP);
+          reply(200, 'text/html; charset=utf-8', statusPage(s));
         },
         (err: Error) => reply(500, 'text/plain', `${err.message}\n`),
       );

@@ -172,7 +172,7 @@ export class StatusRecorder {
       }
       if (least !== undefined) this.repositories.delete(least);
     }
-    if (this.limits.repositories > 0) this.repositories.set(name, { requests: 1, bytes });
+    this.repositories.set(name, { requests: 1, bytes });
   }
 }
 
@@ -189,8 +189,13 @@ export interface StatusSources {
   readonly origins: () => StatusSnapshot['origins'];
 }
 
+/** What prom-client's counters and gauges give: their samples, with labels. */
+interface Sampled {
+  get(): Promise<{ values: ReadonlyArray<{ value: number; labels: Partial<Record<string, string | number>> }> }>;
+}
+
 /** Sum of a metric's samples whose labels include `labels`. */
-async function sample(metric: { get(): Promise<{ values: ReadonlyArray<{ value: number; labels: Partial<Record<string, string | number>> }> }> }, labels: Record<string, string> = {}): Promise<number> {
+async function sample(metric: Sampled, labels: Record<string, string> = {}): Promise<number> {
   const { values } = await metric.get();
   let total = 0;
   for (const v of values) if (Object.entries(labels).every(([k, want]) => v.labels[k] === want)) total += v.value;
