@@ -52,7 +52,7 @@ export function renderStatus(s: StatusSnapshot): string {
         esc(i.probeHealthy === null ? 'not probed' : i.probeHealthy ? 'answers' : 'fails'),
         esc(i.fails),
         esc(i.active),
-        i.lastFailure ? `${time(new Date(i.lastFailure.at).toISOString())} ${esc(i.lastFailure.reason)}` : '',
+        i.lastFailure ? `${time(i.lastFailure.at)} ${esc(i.lastFailure.reason)}` : '',
       ]),
     ),
   );
@@ -60,7 +60,7 @@ export function renderStatus(s: StatusSnapshot): string {
     row([
       `<span class="digest" title="${esc(f.digest)}">${esc(f.digest.slice(0, 19))}…</span>`,
       `${esc(bytes(f.receivedBytes))}${f.size === undefined ? '' : ` of ${esc(bytes(f.size))}`}${bar(f.receivedBytes, f.size)}`,
-      esc(Math.round((Date.parse(s.now) - f.startedAt) / 1000)) + ' s',
+      esc(Math.round((Date.parse(s.now) - Date.parse(f.startedAt)) / 1000)) + ' s',
     ]),
   );
   const errors = s.errors.map((e) =>

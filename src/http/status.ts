@@ -53,6 +53,10 @@ export interface HitCount {
   readonly ratio: number | null;
 }
 
+/** Times in a snapshot are ISO strings, as the page and a person reading the JSON want them. */
+export type FillStatus = Omit<FillProgress, 'startedAt'> & { readonly startedAt: string };
+export type InstanceStatus = Omit<InstanceHealth, 'lastFailure'> & { readonly lastFailure: { readonly at: string; readonly reason: string } | undefined };
+
 export interface StatusSnapshot {
   readonly now: string;
   readonly startedAt: string;
@@ -62,8 +66,8 @@ export interface StatusSnapshot {
   readonly hits: { readonly sinceStart: HitCount; readonly window: HitCount & { readonly seconds: number } };
   /** Body bytes served by source (registry_edge_served_bytes_total); `fromCache` is what the cache saved the centre. */
   readonly bytes: { readonly fromCache: number; readonly fromFill: number; readonly fromUpstream: number; readonly upstreamReceived: number };
-  readonly origins: ReadonlyArray<{ readonly host: string; readonly instances: readonly InstanceHealth[] }>;
-  readonly fills: readonly FillProgress[];
+  readonly origins: ReadonlyArray<{ readonly host: string; readonly instances: readonly InstanceStatus[] }>;
+  readonly fills: readonly FillStatus[];
   readonly errors: readonly RecentError[];
   readonly repositories: ReadonlyArray<{ readonly name: string; readonly requests: number; readonly bytes: number }>;
 }
@@ -72,6 +76,8 @@ export interface StatusSnapshot {
 const TOP_SHOWN = 10;
 /** The window is counted in this many buckets whatever its length (so memory does not grow with it). */
 const BUCKETS = 60;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
 
 interface Bucket {
   at: number;
@@ -107,13 +113,13 @@ export class StatusRecorder {
     }
     if (r.repository !== undefined) this.count(r.repository, r.bytes);
     if (r.status >= 500) {
-      this.error({ at: new Date(now).toISOString(), route: r.route, status: r.status, code: r.code ?? String(r.status), message: r.message ?? '', repository: r.repository, requestId: r.requestId });
+      this.error({ at: iso(now), route: r.route, status: r.status, code: r.code ?? String(r.status), message: r.message ?? '', repository: r.repository, requestId: r.requestId });
     }
   }
 
   /** A fill that failed on its own (not a refusal a client was given). */
   fillFailed(digest: string, result: string, message: string | undefined): void {
-    this.error({ at: new Date(this.now()).toISOString(), route: 'fill', status: 0, code: result, message: `${digest}${message ? `: ${message}` : ''}`, repository: undefined, requestId: undefined });
+    this.error({ at: iso(this.now()), route: 'fill', status: 0, code: result, message: `${digest}${message ? `: ${message}` : ''}`, repository: undefined, requestId: undefined });
   }
 
   /** The window's lookups, the recent errors (newest first), the busiest repositories. */
@@ -186,7 +192,7 @@ export interface StatusSources {
   /** cache.maxsize */
   readonly maxBytes: number;
   readonly fills: () => FillProgress[];
-  readonly origins: () => StatusSnapshot['origins'];
+  readonly origins: () => ReadonlyArray<{ readonly host: string; readonly instances: readonly InstanceHealth[] }>;
 }
 
 /** What prom-client's counters and gauges give: their samples, with labels. */
@@ -218,14 +224,17 @@ export async function statusSnapshot(src: StatusSources): Promise<StatusSnapshot
   const now = Date.now();
   const { window, errors, repositories } = recorder.view();
   return {
-    now: new Date(now).toISOString(),
-    startedAt: new Date(recorder.startedAt).toISOString(),
+    now: iso(now),
+    startedAt: iso(recorder.startedAt),
     uptimeSeconds: Math.round((now - recorder.startedAt) / 1000),
     cache: { sizeBytes, maxBytes: src.maxBytes, blobs, writable: writable === 1 },
     hits: { sinceStart: hitCount(hits, misses), window },
     bytes: { fromCache, fromFill, fromUpstream, upstreamReceived },
-    origins: src.origins(),
-    fills: src.fills(),
+    origins: src.origins().map((o) => ({
+      host: o.host,
+      instances: o.instances.map((i) => ({ ...i, lastFailure: i.lastFailure && { at: iso(i.lastFailure.at), reason: i.lastFailure.reason } })),
+    })),
+    fills: src.fills().map((f) => ({ ...f, startedAt: iso(f.startedAt) })),
     errors,
     repositories,
   };

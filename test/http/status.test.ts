@@ -49,8 +49,8 @@ test('everything rendered is escaped: names and messages are text, never markup'
     cache: { sizeBytes: 1536, maxBytes: 4096, blobs: 1, writable: true },
     hits: { sinceStart: { hits: 1, misses: 1, ratio: 0.5 }, window: { hits: 0, misses: 0, ratio: null, seconds: 60 } },
     bytes: { fromCache: 0, fromFill: 0, fromUpstream: 0, upstreamReceived: 0 },
-    origins: [{ host: '', instances: [{ url: `http://x/${evil}`, healthy: false, backup: false, fails: 1, active: 0, probeHealthy: false, lastFailure: { at: 0, reason: evil } }] }],
-    fills: [{ digest: `sha256:${evil}`, receivedBytes: 10, size: 20, startedAt: 0 }],
+    origins: [{ host: '', instances: [{ url: `http://x/${evil}`, healthy: false, backup: false, fails: 1, active: 0, probeHealthy: false, lastFailure: { at: '2026-12-02T09:59:00.000Z', reason: evil } }] }],
+    fills: [{ digest: `sha256:${evil}`, receivedBytes: 10, size: 20, startedAt: '2026-12-02T09:59:58.000Z' }],
     errors: [{ at: '2026-12-02T10:00:00.000Z', route: 'blob', status: 500, code: evil, message: evil, repository: evil, requestId: evil }],
     repositories: [{ name: evil, requests: 1, bytes: 1 }],
   };
