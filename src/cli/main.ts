@@ -16,8 +16,7 @@ import { keepServing } from '../runtime/uncaught.js';
 
 const USAGE = `usage:
   registry-edge serve [--config FILE] [--pretty]
-                                               start the edge (default config/registry-edge.yaml);
-                                               --pretty: log lines for a person instead of JSON
+      start the edge (default config/registry-edge.yaml); --pretty: log lines for a person, not JSON
   registry-edge config check [--config FILE]   validate a config and the files it names; print it resolved
   registry-edge config reference               print every config key as Markdown
 ${CERTS_USAGE.replace(/^usage:\n/, '')}`;
