@@ -19,6 +19,7 @@ import { ClientConnections } from './http/connections.js';
 import { DescriptorAlarm, connectionCap } from './http/descriptors.js';
 import { clientServerOptions, closeServer, listen } from './http/listen.js';
 import { createRouter } from './http/router.js';
+import { StatusRecorder, statusSnapshot } from './http/status.js';
 import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
@@ -46,6 +47,7 @@ const ABORT_GRACE_MS = 2_000;
 export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
   const metrics = new Metrics();
   const descriptors = new DescriptorAlarm(metrics.registry, log);
+  const status = new StatusRecorder({ errors: config.status.errors, repositories: config.status.repositories, windowMs: ms(config.status.window) });
   const layout = new CacheLayout(resolve(config.cache.dir));
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
   const maxBlobSize = config.cache.max_blob_size || Math.floor(maxsize / 2);
@@ -81,6 +83,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       // An uncached fill served its clients; the cache said once why it is not writable.
       if (result !== 'committed' && result !== 'source_refused' && result !== 'write_error' && result !== 'not_kept') {
         log.warn({ result, digest: digest.value, err: error?.message }, 'blob fill failed; nothing was cached');
+        status.fillFailed(digest.value, result, error?.message);
       }
     },
     onFollower: () => metrics.followers.inc(),
@@ -101,6 +104,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     metrics,
     descriptors,
     log,
+    status,
   });
 
   const headersTimeoutMs = ms(config.http.headers_timeout);
@@ -119,9 +123,24 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
     server.setTimeout(bodyTimeoutMs);
     connections.attach(server);
   }
-  metrics.watchUpstreams(() => origins.flatMap((o) => o.upstream.health().map((h) => ({ origin: o.host, ...h }))));
+  metrics.watchUpstreams(() => origins.flatMap((o) => o.upstream.health().map((h) => ({ origin: o.host, upstream: h.label, up: h.healthy }))));
   const admin: Server = createServer(
-    createAdminHandler({ metrics, cacheWritable: () => writability.probe(), cacheReadable: () => access(layout.blobs, constants.R_OK).then(() => true, () => false), upstreams: () => origins.flatMap((o) => o.upstream.urls), readyTimeoutMs: READY_TIMEOUT_MS, routes: prewarm.routes }),
+    createAdminHandler({
+      metrics,
+      cacheWritable: () => writability.probe(),
+      cacheReadable: () => access(layout.blobs, constants.R_OK).then(() => true, () => false),
+      upstreams: () => origins.flatMap((o) => o.upstream.urls),
+      readyTimeoutMs: READY_TIMEOUT_MS,
+      routes: prewarm.routes,
+      status: () =>
+        statusSnapshot({
+          recorder: status,
+          metrics,
+          maxBytes: maxsize,
+          fills: () => blobCache.snapshot(),
+          origins: () => origins.map((o) => ({ host: o.host, instances: o.upstream.health() })),
+        }),
+    }),
   );
   const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);

@@ -124,7 +124,7 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
     push: config.push,
     upstream,
     gate: new Gate({
-      authorizer: await createAuthorizer(config),
+      authorizer: await createAuthorizer(config, log),
       blobs: shared.blobCache,
       local,
       remote,
@@ -146,14 +146,14 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
   };
 }
 
-async function createAuthorizer(config: OriginConfig): Promise<Authorizer> {
+async function createAuthorizer(config: OriginConfig, log: Logger): Promise<Authorizer> {
   const { mode, token, check, htpasswd } = config.auth;
   const at = config.keyPrefix;
   if (mode === 'public' && htpasswd.path) {
     const users = await Htpasswd.load(htpasswd.path, ms(check.ttl)).catch((err: Error) => {
       throw new ConfigError([`${at}auth.htpasswd.path: ${err.message}`]);
     });
-    return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: ms(check.ttl) });
+    return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: ms(check.ttl), log });
   }
   if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: ms(check.ttl) });
   const verifier = new TokenVerifier({
@@ -165,7 +165,7 @@ async function createAuthorizer(config: OriginConfig): Promise<Authorizer> {
     leewaySeconds: token.leeway,
   });
   const realm = (base: string): string => token.realm || `${base}${config.token.path}`;
-  return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: ms(check.ttl) });
+  return new Authorizer(mode, { token: { realm, service: token.service, verifier }, checkTtlMs: ms(check.ttl), log });
 }
 
 function upstreamServers(config: OriginConfig): UpstreamServer[] {

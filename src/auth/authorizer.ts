@@ -14,8 +14,9 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { RegistryError } from '../oci/errors.js';
+import type { Logger } from '../log/logger.js';
 import type { Htpasswd } from './htpasswd.js';
-import { TokenVerifier } from './token-verifier.js';
+import { TokenVerifier, type Access } from './token-verifier.js';
 
 export type AuthMode = 'public' | 'token' | 'upstream-check';
 
@@ -42,9 +43,12 @@ export class Authorizer {
   private readonly basic: BasicSettings | undefined;
   private readonly decisions: LRUCache<string, true>;
   private readonly now: () => number;
+  /** Says at debug level why a token was refused. */
+  private readonly log: Logger | undefined;
 
-  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; now?: () => number }) {
+  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; now?: () => number; log?: Logger }) {
     this.mode = mode;
+    this.log = opts.log;
     this.token = opts.token;
     this.basic = opts.basic;
     this.now = opts.now ?? Date.now;
@@ -52,42 +56,56 @@ export class Authorizer {
     if (mode === 'token' && !opts.token) throw new Error('token mode needs token settings');
   }
 
-  /** GET /v2/: token mode wants any valid token, public mode with htpasswd a known user; upstream-check asks the upstream. */
-  async base(authorization: string | undefined, base: string): Promise<void> {
-    if (this.mode === 'token') this.verified(authorization, base, undefined);
-    if (this.mode === 'public') await this.basicUser(authorization);
+  /**
+   * GET /v2/: token mode wants any valid token, public mode with htpasswd a known user; upstream-check asks the upstream.
+   * Resolves with who the client is (the token's subject, the htpasswd user) when the edge knows.
+   */
+  async base(authorization: string | undefined, base: string): Promise<string | undefined> {
+    if (this.mode === 'token') return this.verified(authorization, base, undefined).subject;
+    if (this.mode === 'public') return this.basicUser(authorization);
+    return undefined;
   }
 
   /**
-   * Throws the error the client must see unless it may pull from `repository`.
-   * `check` is the upstream question for upstream-check mode.
+   * Throws the error the client must see unless it may pull from `repository`; else
+   * resolves with who the client is, as base() does. `check` is the upstream question
+   * for upstream-check mode.
    */
-  async pull(repository: string, authorization: string | undefined, base: string, check: UpstreamCheck): Promise<void> {
+  async pull(repository: string, authorization: string | undefined, base: string, check: UpstreamCheck): Promise<string | undefined> {
     if (this.mode === 'public') return this.basicUser(authorization);
     if (this.mode === 'token') {
-      const access = this.verified(authorization, base, repository);
-      if (!TokenVerifier.allows(access, repository, 'pull')) throw this.challenge(base, repository, 'insufficient_scope');
-      return;
+      const { access, subject } = this.verified(authorization, base, repository);
+      if (!TokenVerifier.allows(access, repository, 'pull')) {
+        this.log?.debug({ check: 'access', subject, repository }, 'token refused: its access claim does not grant pull on the repository');
+        throw this.challenge(base, repository, 'insufficient_scope');
+      }
+      return subject;
     }
     // Anonymous clients are keyed too: the upstream may let anyone pull a public repository.
     const key = createHash('sha256').update(authorization ?? '').update('\n').update(repository).digest('base64url');
-    if (this.decisions.get(key)) return;
+    if (this.decisions.get(key)) return undefined;
     await check();
     this.decisions.set(key, true);
+    return undefined;
   }
 
-  private async basicUser(authorization: string | undefined): Promise<void> {
-    if (!this.basic || (await this.basic.htpasswd.verify(authorization))) return;
+  private async basicUser(authorization: string | undefined): Promise<string | undefined> {
+    if (!this.basic) return undefined;
+    const user = await this.basic.htpasswd.verify(authorization);
+    if (user !== undefined) return user;
     throw new RegistryError('UNAUTHORIZED', 'authentication required', undefined, 401, { 'www-authenticate': `Basic realm="${this.basic.realm}"` });
   }
 
-  private verified(authorization: string | undefined, base: string, repository: string | undefined) {
+  private verified(authorization: string | undefined, base: string, repository: string | undefined): { access: readonly Access[]; subject: string } {
     const settings = this.token as TokenSettings;
     const match = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization) : null;
     if (!match?.[1]) throw this.challenge(base, repository, undefined);
     const result = settings.verifier.verify(match[1]);
-    if (!result.ok) throw this.challenge(base, repository, 'invalid_token', result.reason);
-    return result.access;
+    if (!result.ok) {
+      this.log?.debug({ check: result.check, reason: result.reason, repository }, `token refused: ${result.check}`);
+      throw this.challenge(base, repository, 'invalid_token', result.reason);
+    }
+    return result;
   }
 
   private challenge(base: string, repository: string | undefined, error: string | undefined, reason?: string): RegistryError {

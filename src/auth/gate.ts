@@ -45,23 +45,24 @@ export class Gate {
     this.remoteAsClient = parts.remote.withCredentials((_scope, authorization) => asClient(authorization));
   }
 
-  /** GET /v2/: throws the error the client must see unless it may talk to the edge at all. */
-  base(authorization: string | undefined, base: string): Promise<void> {
+  /** GET /v2/: throws the error the client must see unless it may talk to the edge at all; else resolves with who the client is, when known. */
+  base(authorization: string | undefined, base: string): Promise<string | undefined> {
     return this.parts.authorizer.base(authorization, base);
   }
 
   /**
-   * Throws the error the client must see unless it may read this under `read.name`.
-   * A cached hit in public mode awaits no more than the client check: membership is a
+   * Throws the error the client must see unless it may read this under `read.name`;
+   * else resolves with who the client is, when the mode knows (Authorizer.pull). A cached hit in public mode awaits no more than the client check: membership is a
    * synchronous lookup until something must be confirmed upstream.
    */
-  admit(read: GatedRead, authorization: string | undefined, base: string): Promise<void> {
+  admit(read: GatedRead, authorization: string | undefined, base: string): Promise<string | undefined> {
     return read.route === 'blob' ? this.admitBlob(read.name, read.digest, authorization, base) : this.admitManifest(read.name, read.reference, read.accept, authorization, base);
   }
 
-  private async admitBlob(name: string, digest: Digest, authorization: string | undefined, base: string): Promise<void> {
-    await this.parts.authorizer.pull(name, authorization, base, () => this.confirmBlob(this.remoteAsClient, name, digest, authorization));
+  private async admitBlob(name: string, digest: Digest, authorization: string | undefined, base: string): Promise<string | undefined> {
+    const who = await this.parts.authorizer.pull(name, authorization, base, () => this.confirmBlob(this.remoteAsClient, name, digest, authorization));
     if (this.heldElsewhere(name, digest)) await this.confirmBlob(this.parts.remote, name, digest, authorization);
+    return who;
   }
 
   /** The edge holds (or is filling) the blob, not yet known under `name`. */
@@ -74,12 +75,15 @@ export class Gate {
     return blobs.store.has(digest) || blobs.inflightFill(digest) !== undefined;
   }
 
-  private admitManifest(name: string, reference: Reference, accept: string | string[] | undefined, authorization: string | undefined, base: string): Promise<void> {
+  private admitManifest(name: string, reference: Reference, accept: string | string[] | undefined, authorization: string | undefined, base: string): Promise<string | undefined> {
     const pull = this.parts.authorizer.pull(name, authorization, base, () => this.remoteAsClient.statManifest(name, reference.kind === 'tag' ? reference.tag : reference.digest.value, authorization));
     // By tag, membership is part of the mapping's freshness: the manifest service revalidates it.
     if (reference.kind === 'tag') return pull;
     const { digest } = reference;
-    return pull.then(() => (this.parts.membership.has(digest.value, name) ? undefined : this.manifestMember(name, digest, accept, authorization)));
+    return pull.then(async (who) => {
+      if (!this.parts.membership.has(digest.value, name)) await this.manifestMember(name, digest, accept, authorization);
+      return who;
+    });
   }
 
   /** A HEAD upstream: on 200 the repository holds the blob (remembered); otherwise the refusal is thrown. */

@@ -14,11 +14,12 @@ const MAX_REMEMBERED = 10_000;
 
 export class Htpasswd {
   private readonly users: ReadonlyMap<string, string>;
-  private readonly verified: LRUCache<string, true>;
+  /** Hash of a verified Authorization -> its user. */
+  private readonly verified: LRUCache<string, string>;
 
   private constructor(users: Map<string, string>, rememberMs: number) {
     this.users = users;
-    this.verified = new LRUCache<string, true>({ max: MAX_REMEMBERED, ttl: Math.max(1, rememberMs) });
+    this.verified = new LRUCache<string, string>({ max: MAX_REMEMBERED, ttl: Math.max(1, rememberMs) });
   }
 
   /** Reads the file; throws naming the line of any entry that is not user:bcrypt-hash. */
@@ -36,17 +37,19 @@ export class Htpasswd {
     return new Htpasswd(users, rememberMs);
   }
 
-  /** True when the header carries Basic credentials of a user in the file. */
-  async verify(authorization: string | undefined): Promise<boolean> {
+  /** The user, when the header carries Basic credentials of a user in the file; undefined otherwise. */
+  async verify(authorization: string | undefined): Promise<string | undefined> {
     const m = authorization ? /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(authorization) : null;
-    if (!m?.[1]) return false;
+    if (!m?.[1]) return undefined;
     const key = createHash('sha256').update(m[1]).digest('base64url');
-    if (this.verified.get(key)) return true;
+    const known = this.verified.get(key);
+    if (known !== undefined) return known;
     const decoded = Buffer.from(m[1], 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
-    const hash = colon > 0 ? this.users.get(decoded.slice(0, colon)) : undefined;
-    if (!hash || !(await bcrypt.compare(decoded.slice(colon + 1), hash))) return false;
-    this.verified.set(key, true);
-    return true;
+    const user = decoded.slice(0, colon);
+    const hash = colon > 0 ? this.users.get(user) : undefined;
+    if (!hash || !(await bcrypt.compare(decoded.slice(colon + 1), hash))) return undefined;
+    this.verified.set(key, user);
+    return user;
   }
 }

@@ -48,9 +48,12 @@ export interface Access {
   actions: string[];
 }
 
+/** What refused a token: the claim (iss, aud, exp, nbf, sub, iat, access), or the signature, its key, its alg, its shape (token), the clock. */
+export type TokenCheck = 'token' | 'alg' | 'key' | 'signature' | 'iss' | 'aud' | 'exp' | 'nbf' | 'sub' | 'iat' | 'access' | 'clock';
+
 export type VerifyResult =
   | { ok: true; subject: string; access: Access[]; expiresAt: number /* ms */ }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; check: TokenCheck };
 
 type VerifyOk = Extract<VerifyResult, { ok: true }>;
 type VerifyFail = Extract<VerifyResult, { ok: false }>;
@@ -208,8 +211,8 @@ function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string');
 }
 
-function fail(reason: string): VerifyFail {
-  return { ok: false, reason };
+function fail(reason: string, check: TokenCheck): VerifyFail {
+  return { ok: false, reason, check };
 }
 
 function deepFreeze(result: VerifyOk): VerifyOk {
@@ -336,7 +339,7 @@ export class TokenVerifier {
     try {
       now = this.now();
     } catch (err) {
-      return fail(`clock failed: ${(err as Error).message}`);
+      return fail(`clock failed: ${(err as Error).message}`, 'clock');
     }
     const hit = this.results?.get(token);
     if (hit !== undefined) {
@@ -347,7 +350,7 @@ export class TokenVerifier {
       return this.verifyUncached(token, now);
     } catch (err) {
       // Defensive: nothing above is expected to throw on any input.
-      return fail(`malformed: ${err instanceof Error ? err.message : String(err)}`);
+      return fail(`malformed: ${err instanceof Error ? err.message : String(err)}`, 'token');
     }
   }
 
@@ -362,38 +365,38 @@ export class TokenVerifier {
 
   private verifyUncached(token: string, now: number): VerifyResult {
     // 1. Shape.
-    if (typeof token !== 'string') return fail('malformed: token is not a string');
-    if (token.length > MAX_TOKEN_LENGTH) return fail('malformed: token too long');
+    if (typeof token !== 'string') return fail('malformed: token is not a string', 'token');
+    if (token.length > MAX_TOKEN_LENGTH) return fail('malformed: token too long', 'token');
     const parts = token.split('.');
-    if (parts.length !== 3) return fail(`malformed: ${parts.length} parts, want 3`);
+    if (parts.length !== 3) return fail(`malformed: ${parts.length} parts, want 3`, 'token');
     const [rawHeader = '', rawClaims = '', rawSig = ''] = parts;
     const headerBytes = b64urlDecode(rawHeader);
     const claimsBytes = b64urlDecode(rawClaims);
     const signature = b64urlDecode(rawSig);
-    if (headerBytes === undefined) return fail('malformed: header is not base64url');
-    if (claimsBytes === undefined) return fail('malformed: claims are not base64url');
-    if (signature === undefined) return fail('malformed: signature is not base64url');
+    if (headerBytes === undefined) return fail('malformed: header is not base64url', 'token');
+    if (claimsBytes === undefined) return fail('malformed: claims are not base64url', 'token');
+    if (signature === undefined) return fail('malformed: signature is not base64url', 'token');
     const header = parseJsonObject(headerBytes);
-    if (header === undefined) return fail('malformed: header is not a JSON object');
+    if (header === undefined) return fail('malformed: header is not a JSON object', 'token');
     const claims = parseJsonObject(claimsBytes);
-    if (claims === undefined) return fail('malformed: claims are not a JSON object');
+    if (claims === undefined) return fail('malformed: claims are not a JSON object', 'token');
 
     // 2. Algorithm.
     const alg = header['alg'];
-    if (typeof alg !== 'string') return fail('malformed: header has no alg');
+    if (typeof alg !== 'string') return fail('malformed: header has no alg', 'alg');
     const spec = ALGS.get(alg);
-    if (spec === undefined) return fail(`alg not allowed: ${JSON.stringify(alg).slice(0, 40)}`);
-    if (signature.length === 0) return fail('bad signature: empty');
+    if (spec === undefined) return fail(`alg not allowed: ${JSON.stringify(alg).slice(0, 40)}`, 'alg');
+    if (signature.length === 0) return fail('bad signature: empty', 'signature');
 
     // 3. Key.
     const keyed = this.signingKey(header, now);
     if (!keyed.ok) return keyed;
-    if (!keyFits(keyed.key, spec)) return fail(`alg not allowed: ${alg} with a ${describeKey(keyed.key)} key`);
+    if (!keyFits(keyed.key, spec)) return fail(`alg not allowed: ${alg} with a ${describeKey(keyed.key)} key`, 'alg');
 
     // 4. Signature.
     const signingInput = Buffer.from(token.slice(0, rawHeader.length + 1 + rawClaims.length), 'ascii');
     if (spec.sigLength !== undefined && signature.length !== spec.sigLength) {
-      return fail(`bad signature: ${signature.length} bytes, ${alg} wants ${spec.sigLength} (raw r||s)`);
+      return fail(`bad signature: ${signature.length} bytes, ${alg} wants ${spec.sigLength} (raw r||s)`, 'signature');
     }
     let valid: boolean;
     try {
@@ -404,35 +407,35 @@ export class TokenVerifier {
     } catch {
       valid = false;
     }
-    if (!valid) return fail('bad signature');
+    if (!valid) return fail('bad signature', 'signature');
 
     // 5. Claims.
     const iss = claims['iss'];
-    if (iss !== undefined && iss !== null && typeof iss !== 'string') return fail('malformed: iss is not a string');
-    if (iss !== this.issuer) return fail(`bad issuer: ${JSON.stringify(iss ?? null).slice(0, 100)}`);
+    if (iss !== undefined && iss !== null && typeof iss !== 'string') return fail('malformed: iss is not a string', 'iss');
+    if (iss !== this.issuer) return fail(`bad issuer: ${JSON.stringify(iss ?? null).slice(0, 100)}`, 'iss');
 
     const aud = claims['aud'];
     const audOk = typeof aud === 'string' ? aud === this.service : isStringArray(aud) ? aud.includes(this.service) : false;
     if (!audOk) {
-      if (aud !== undefined && aud !== null && typeof aud !== 'string' && !isStringArray(aud)) return fail('malformed: aud is neither a string nor an array of strings');
-      return fail(`bad audience: ${JSON.stringify(aud ?? null).slice(0, 100)}`);
+      if (aud !== undefined && aud !== null && typeof aud !== 'string' && !isStringArray(aud)) return fail('malformed: aud is neither a string nor an array of strings', 'aud');
+      return fail(`bad audience: ${JSON.stringify(aud ?? null).slice(0, 100)}`, 'aud');
     }
 
     const exp = claims['exp'];
-    if (typeof exp !== 'number' || !Number.isFinite(exp)) return fail('malformed: exp missing or not a number');
+    if (typeof exp !== 'number' || !Number.isFinite(exp)) return fail('malformed: exp missing or not a number', 'exp');
     const nbf = claims['nbf'] ?? undefined;
-    if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) return fail('malformed: nbf is not a number');
+    if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) return fail('malformed: nbf is not a number', 'nbf');
     const iat = claims['iat'] ?? undefined;
-    if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) return fail('malformed: iat is not a number');
+    if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) return fail('malformed: iat is not a number', 'iat');
     const expLimit = exp * 1000 + this.leewayMs;
-    if (now > expLimit) return fail(`expired: exp ${exp}, now ${Math.floor(now / 1000)}`);
+    if (now > expLimit) return fail(`expired: exp ${exp}, now ${Math.floor(now / 1000)}`, 'exp');
     const nbfLimit = nbf === undefined ? -Infinity : nbf * 1000 - this.leewayMs;
-    if (now < nbfLimit) return fail(`not yet valid: nbf ${nbf ?? ''}, now ${Math.floor(now / 1000)}`);
+    if (now < nbfLimit) return fail(`not yet valid: nbf ${nbf ?? ''}, now ${Math.floor(now / 1000)}`, 'nbf');
 
     const sub = claims['sub'] ?? '';
-    if (typeof sub !== 'string') return fail('malformed: sub is not a string');
+    if (typeof sub !== 'string') return fail('malformed: sub is not a string', 'sub');
     const access = parseAccessClaim(claims['access']);
-    if (access === undefined) return fail('malformed: access is not an array of {type, name, actions}');
+    if (access === undefined) return fail('malformed: access is not an array of {type, name, actions}', 'access');
 
     const result = deepFreeze({ ok: true, subject: sub, access, expiresAt: exp * 1000 });
     this.results?.set(token, {
@@ -447,7 +450,7 @@ export class TokenVerifier {
   private signingKey(header: Record<string, unknown>, now: number): ChainResult {
     const x5c = header['x5c'];
     if (x5c !== undefined && x5c !== null) {
-      if (!isStringArray(x5c)) return fail('malformed: x5c is not an array of strings');
+      if (!isStringArray(x5c)) return fail('malformed: x5c is not an array of strings', 'key');
       if (x5c.length > 0) return this.withinDates(this.chain(x5c), now);
     }
     const jwk = header['jwk'];
@@ -455,40 +458,40 @@ export class TokenVerifier {
     const kid = header['kid'];
     if (typeof kid === 'string' && kid !== '') {
       const key = this.trustedKeys.get(kid);
-      if (key === undefined) return fail(`unknown key: kid ${JSON.stringify(kid).slice(0, 80)} is not in the root bundle`);
+      if (key === undefined) return fail(`unknown key: kid ${JSON.stringify(kid).slice(0, 80)} is not in the root bundle`, 'key');
       return { ok: true, key, notBefore: -Infinity, notAfter: Infinity };
     }
-    if (kid !== undefined && kid !== null && typeof kid !== 'string') return fail('malformed: kid is not a string');
-    return fail('unknown key: no x5c, jwk or kid');
+    if (kid !== undefined && kid !== null && typeof kid !== 'string') return fail('malformed: kid is not a string', 'key');
+    return fail('unknown key: no x5c, jwk or kid', 'key');
   }
 
   private withinDates(r: ChainResult, now: number): ChainResult {
     if (!r.ok) return r;
-    if (now < r.notBefore) return fail('x5c chain not trusted: a certificate is not yet valid');
-    if (now > r.notAfter) return fail('x5c chain not trusted: a certificate has expired');
+    if (now < r.notBefore) return fail('x5c chain not trusted: a certificate is not yet valid', 'key');
+    if (now > r.notAfter) return fail('x5c chain not trusted: a certificate has expired', 'key');
     return r;
   }
 
   private jwkKey(jwk: unknown): ChainResult {
-    if (!isRecord(jwk)) return fail('malformed: jwk is not an object');
+    if (!isRecord(jwk)) return fail('malformed: jwk is not an object', 'key');
     let key: crypto.KeyObject;
     try {
       const pub: Record<string, unknown> = { ...jwk };
       for (const k of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'x5c', 'kid', 'use', 'key_ops', 'alg']) delete pub[k];
       key = crypto.createPublicKey({ key: pub as crypto.JsonWebKey, format: 'jwk' });
     } catch {
-      return fail('malformed: jwk is not a public key');
+      return fail('malformed: jwk is not a public key', 'key');
     }
     const x5c = jwk['x5c'];
     if (x5c === undefined || x5c === null) {
       const trusted = this.trustedKeys.get(libtrustKeyId(key));
-      if (trusted === undefined) return fail('unknown key: jwk without x5c is not a key of the root bundle');
+      if (trusted === undefined) return fail('unknown key: jwk without x5c is not a key of the root bundle', 'key');
       return { ok: true, key: trusted, notBefore: -Infinity, notAfter: Infinity };
     }
-    if (!isStringArray(x5c) || x5c.length === 0 || x5c.some((c) => c === '')) return fail('malformed: jwk x5c is not a certificate chain');
+    if (!isStringArray(x5c) || x5c.length === 0 || x5c.some((c) => c === '')) return fail('malformed: jwk x5c is not a certificate chain', 'key');
     const chain = this.chain(x5c);
     if (!chain.ok) return chain;
-    if (!chain.key.equals(key)) return fail('unknown key: jwk is not the key of its x5c leaf certificate');
+    if (!chain.key.equals(key)) return fail('unknown key: jwk is not the key of its x5c leaf certificate', 'key');
     return chain;
   }
 
@@ -503,18 +506,18 @@ export class TokenVerifier {
   }
 
   private verifyChain(x5c: string[]): ChainResult {
-    if (x5c.length > MAX_CHAIN) return fail(`malformed: x5c holds ${x5c.length} certificates (max ${MAX_CHAIN})`);
+    if (x5c.length > MAX_CHAIN) return fail(`malformed: x5c holds ${x5c.length} certificates (max ${MAX_CHAIN})`, 'key');
     const certs: crypto.X509Certificate[] = [];
     for (const [i, b64] of x5c.entries()) {
-      if (b64 === '' || !B64STD.test(b64)) return fail(`malformed: x5c[${i}] is not base64`);
+      if (b64 === '' || !B64STD.test(b64)) return fail(`malformed: x5c[${i}] is not base64`, 'key');
       try {
         certs.push(new crypto.X509Certificate(Buffer.from(b64, 'base64')));
       } catch {
-        return fail(`malformed: x5c[${i}] is not a certificate`);
+        return fail(`malformed: x5c[${i}] is not a certificate`, 'key');
       }
     }
     const leaf = certs[0];
-    if (leaf === undefined) return fail('malformed: empty x5c');
+    if (leaf === undefined) return fail('malformed: empty x5c', 'key');
     let notBefore = -Infinity;
     let notAfter = Infinity;
     const use = (d: { notBefore: number; notAfter: number }): void => {
@@ -534,15 +537,15 @@ export class TokenVerifier {
       if (next === undefined) {
         // The last certificate given: a bundle certificate must have signed it.
         const issuer = this.bundle.find((b) => issuedBy(cert, b.cert));
-        if (issuer === undefined) return fail(`x5c chain not trusted: x5c[${i}] (${cert.subject.replace(/\n/g, ', ')}) is not signed by a root bundle certificate`);
+        if (issuer === undefined) return fail(`x5c chain not trusted: x5c[${i}] (${cert.subject.replace(/\n/g, ', ')}) is not signed by a root bundle certificate`, 'key');
         use(issuer);
         return { ok: true, key: leaf.publicKey, notBefore, notAfter };
       }
-      if (!issuedBy(cert, next)) return fail(`x5c chain not trusted: x5c[${i}] is not signed by x5c[${i + 1}]`);
+      if (!issuedBy(cert, next)) return fail(`x5c chain not trusted: x5c[${i}] is not signed by x5c[${i + 1}]`, 'key');
       const nextIsAnchor = this.bundleByFingerprint.get(next.fingerprint256)?.cert.raw.equals(next.raw) === true;
-      if (!nextIsAnchor && !next.ca) return fail(`x5c chain not trusted: x5c[${i + 1}] is not a CA certificate`);
+      if (!nextIsAnchor && !next.ca) return fail(`x5c chain not trusted: x5c[${i + 1}] is not a CA certificate`, 'key');
     }
-    return fail('x5c chain not trusted');
+    return fail('x5c chain not trusted', 'key');
   }
 }
 

@@ -17,12 +17,24 @@ export interface BlobCacheEvents {
   onUpstreamBytes(n: number): void;
 }
 
+/** One fill in flight as the status page shows it: how far it is. */
+export interface FillProgress {
+  readonly digest: string;
+  readonly receivedBytes: number;
+  /** The size the upstream announced; undefined when it sent none. */
+  readonly size: number | undefined;
+  /** Date.now() when the fill started. */
+  readonly startedAt: number;
+}
+
 /** `leader`: this lookup started the fill (its source runs with this caller's request). */
 export type Lookup = { kind: 'hit'; blob: OpenBlob } | { kind: 'fill'; fill: Fill; leader: boolean };
 
 export class BlobCache {
   readonly store: BlobStore;
   private readonly inflight = new Map<string, Fill>();
+  /** Bytes received and start time of each fill in flight, for snapshots. */
+  private readonly progress = new WeakMap<Fill, { received: number; readonly startedAt: number }>();
   private readonly events: BlobCacheEvents;
   private readonly fsync: boolean;
   private readonly writability: Writability;
@@ -54,8 +66,17 @@ export class BlobCache {
     return this.inflight.get(digest.value);
   }
 
+  /** The fills in flight and how far each is (a copy: for the status page). */
+  snapshot(): FillProgress[] {
+    return [...this.inflight.values()].map((fill) => {
+      const p = this.progress.get(fill);
+      return { digest: fill.digest.value, receivedBytes: p?.received ?? 0, size: fill.size, startedAt: p?.startedAt ?? 0 };
+    });
+  }
+
   private start(digest: Digest, source: () => Promise<FillSource>): Fill {
     this.events.onFillStart();
+    const counted = { received: 0, startedAt: Date.now() };
     const fill = new Fill(
       digest,
       this.writability.writable ? this.store.tempPath(digest) : undefined,
@@ -64,10 +85,14 @@ export class BlobCache {
         reserve: (bytes) => this.store.reserve(bytes),
         commit: (tempPath, size, space) => this.store.commit(digest, tempPath, size, space),
         onWriteError: (err) => this.writability.failed(err),
-        onBytes: (n) => this.events.onUpstreamBytes(n),
+        onBytes: (n) => {
+          counted.received += n;
+          this.events.onUpstreamBytes(n);
+        },
       },
       this.fsync,
     );
+    this.progress.set(fill, counted);
     // Replaces an uncached fill that can no longer take a reader from the start.
     this.inflight.set(digest.value, fill);
     void fill.done.then(() => {

@@ -20,7 +20,7 @@ interface Entry {
 }
 
 const COMMANDS: Readonly<Record<string, Entry>> = {
-  serve: { synopsis: 'serve [FILE | --config FILE]', summary: 'start the edge', load: async () => (await import('./serve.js')).command },
+  serve: { synopsis: 'serve [FILE | --config FILE] [--pretty]', summary: 'start the edge', load: async () => (await import('./serve.js')).command },
   config: { synopsis: 'config check|reference', summary: 'validate and print a config; every key as Markdown', load: async () => (await import('./config.js')).command },
   certs: { synopsis: 'certs init|renew|show', summary: 'a CA and the server certificate for TLS', load: async () => (await import('./certs.js')).command },
   'client-config': { synopsis: 'client-config --host HOST:PORT [...]', summary: 'Docker, containerd and registries.conf files for the edge', load: async () => (await import('./client-config.js')).command },

@@ -14,9 +14,10 @@ import { parseArgs, type Command } from './args.js';
 import { DEFAULT_CONFIG, configFile, configProblems, warnConfig } from './config-file.js';
 
 const USAGE = `usage:
-  registry-edge serve [FILE | --config FILE]
+  registry-edge serve [FILE | --config FILE] [--pretty]
       start the edge with the config FILE (default ${DEFAULT_CONFIG});
-      REGISTRY_EDGE_<KEY> variables override its keys (registry-edge config reference)`;
+      REGISTRY_EDGE_<KEY> variables override its keys (registry-edge config reference);
+      --pretty: log lines for a person, not JSON`;
 
 /**
  * Until the edge listens, any failure (a thrown step, an error event nobody listens to)
@@ -33,9 +34,9 @@ function failStartup(log: Logger, err: unknown): never {
   process.exit(2);
 }
 
-async function serve(file: string): Promise<void> {
+async function serve(file: string, pretty: boolean): Promise<void> {
   const config = loadConfig({ file, onWarning: warnConfig });
-  const log = createLogger(config.log);
+  const log = createLogger({ ...config.log, pretty });
   const onStartupFault = (err: unknown): never => failStartup(log, err);
   process.on('uncaughtException', onStartupFault);
   process.on('unhandledRejection', onStartupFault);
@@ -85,8 +86,8 @@ async function serve(file: string): Promise<void> {
 export const command: Command = {
   usage: USAGE,
   async run(args) {
-    const parsed = parseArgs(args, { values: ['--config FILE'], positionals: 1 });
-    await serve(configFile(parsed));
+    const parsed = parseArgs(args, { values: ['--config FILE'], switches: ['--pretty'], positionals: 1 });
+    await serve(configFile(parsed), parsed.switches.has('--pretty'));
     return 0;
   },
 };

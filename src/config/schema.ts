@@ -34,6 +34,7 @@ export const RETIRED_KEYS: Readonly<Record<string, string>> = {
 export const KEYS: readonly KeySpec[] = [
   { path: 'log.level', type: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'pino log level; access log lines are at info.' },
   { path: 'log.sync', type: 'bool', default: true, doc: 'Write each log line to stdout before going on, as nginx writes its access log (no thread-pool hand-off per request: about a third less CPU per cached hit). false: lines go through the thread pool, so a log reader that stops reading cannot stall serving.' },
+  { path: 'log.timestamp', type: 'enum', default: 'epoch', values: ['epoch', 'iso'], doc: 'The `time` of each log line: epoch milliseconds (pino\'s own, cheapest), or an ISO 8601 UTC string for a person reading the log.' },
   { path: 'http.addr', type: 'addr', default: '0.0.0.0:5000', doc: 'host:port of the client listener (registry API).' },
   { path: 'http.host', type: 'url', optional: true, default: '', doc: 'Public base URL of the edge (as registry:2 http.host), e.g. https://hub.example.internal; Location, Link and token realms are rewritten to it. Empty: the scheme and Host of each request.' },
   { path: 'http.tls.certificate', type: 'string', default: '', doc: 'PEM certificate chain for the client listener; with http.tls.key it makes http.addr HTTPS (TLS 1.2 and 1.3). Reloaded when the file changes or on SIGHUP.' },
@@ -46,6 +47,9 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'http.max_connections', type: 'int', default: 4096, min: 1, doc: 'Client connections of all client listeners together (nginx worker_connections). Near it the longest-idle connections are closed so a new client is served; at it, with none idle, new connections are closed on arrival (a warn line every 10 s). Kept below the descriptor limit (RLIMIT_NOFILE): when it is not comfortably below, the edge warns at start and uses what fits.' },
   { path: 'http.shutdown_timeout', type: 'duration', default: '8s', min: 0, max: TIMER_MAX, doc: 'On SIGTERM/SIGINT: how long in-flight responses and fills may go on (nginx worker_shutdown_timeout); then connections are cut, fills aborted, their temp files removed, and the process exits 0. Keep it below the runtime\'s kill grace (docker stop: 10 s, Kubernetes: 30 s).' },
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
+  { path: 'status.errors', type: 'int', default: 50, min: 1, max: 10_000, doc: 'Recent errors the status page (admin `/`, `/status.json`) keeps: requests answered 5xx and blob fills that failed, newest first.' },
+  { path: 'status.repositories', type: 'int', default: 1000, min: 1, max: 100_000, doc: 'Repositories whose requests and bytes the status page counts since start (it shows the busiest 10); past it a new name takes the place of the least requested one.' },
+  { path: 'status.window', type: 'duration', default: '60s', min: 1, doc: 'The recent window of the status page\'s hit ratio (beside the ratio since start).' },
   { path: 'upstreams', type: 'upstreams', default: ['https://registry-1.docker.io'], doc: 'Upstream registry instances: URLs, or {url, weight, max_fails, fail_timeout, backup} as nginx server lines. Env: comma-separated URLs. Reloaded on SIGHUP.' },
   { path: 'upstream.balance', type: 'enum', default: 'ip_hash', values: ['ip_hash', 'round_robin', 'least_conn'], doc: 'How a request picks an instance. ip_hash: by client address (IPv4 /24, whole IPv6) with rendezvous hashing, so removing an instance moves only its clients.' },
   { path: 'upstream.host_header', type: 'enum', default: 'upstream', values: ['upstream', 'client'], doc: 'Host sent upstream on passed-through requests: the instance\'s own, or the client\'s (nginx proxy_set_header Host $host).' },
@@ -114,7 +118,7 @@ export interface UpstreamConfig {
 }
 
 export interface Config {
-  readonly log: { readonly level: string; readonly sync: boolean };
+  readonly log: { readonly level: string; readonly sync: boolean; readonly timestamp: 'epoch' | 'iso' };
   readonly http: {
     readonly addr: string;
     readonly host: string;
@@ -173,6 +177,7 @@ export interface Config {
     readonly dedupe_ttl: number;
     readonly max_body: number;
   };
+  readonly status: { readonly errors: number; readonly repositories: number; readonly window: number };
   readonly default_origin: string;
   readonly unknown_ns: 'refuse' | 'default';
   /**

@@ -5,11 +5,14 @@
  * taking them all out of service then would leave the zone without the cache exactly when
  * it matters most, so upstream reachability (and whether the cache takes writes: misses
  * then stream through uncached) is reported in the body and in metrics, never as 503.
+ * The status page (`/`, its data at /status.json) says what the edge is doing now.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'undici';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AdminRoute } from './admin-request.js';
+import { STATUS_PAGE_CSP, statusPage } from './status-page.js';
+import type { StatusSnapshot } from './status.js';
 
 export interface AdminDeps {
   readonly metrics: Metrics;
@@ -21,6 +24,7 @@ export interface AdminDeps {
   readonly readyTimeoutMs: number;
   /** POST routes by path (/notify, /prefetch); absent ones answer 404. */
   readonly routes?: ReadonlyMap<string, AdminRoute>;
+  readonly status: () => Promise<StatusSnapshot>;
 }
 
 async function upstreamAnswers(url: string, timeoutMs: number): Promise<boolean> {
@@ -62,6 +66,18 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
     if (route) return route(req, res);
     if (path === '/readyz') {
       void readiness(deps).then((r) => reply(r.ready ? 200 : 503, 'application/json', JSON.stringify(r) + '\n'));
+      return;
+    }
+    if (path === '/' || path === '/status.json') {
+      void deps.status().then(
+        (s) => {
+          res.setHeader('cache-control', 'no-store');
+          if (path === '/status.json') return reply(200, 'application/json', JSON.stringify(s) + '\n');
+          res.setHeader('content-security-policy', STATUS_PAGE_CSP);
+          reply(200, 'text/html; charset=utf-8', statusPage(s));
+        },
+        (err: Error) => reply(500, 'text/plain', `${err.message}\n`),
+      );
       return;
     }
     if (path === '/metrics') {

@@ -1,7 +1,9 @@
 /** Per-request facts gathered for the access log and metrics. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { UpstreamTrace } from '../upstream/client.js';
 
-export interface Exchange {
+/** Also the trace of the upstream requests made for it: its id goes upstream, the instance that answered comes back. */
+export interface Exchange extends UpstreamTrace {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly path: string;
@@ -21,6 +23,10 @@ export interface Exchange {
   /** The edge's public base URL for this request (http.host, or scheme + Host). */
   readonly base: string;
   route: string;
+  /** The repository named (a validated name), for the status page's top repositories. */
+  repository: string | undefined;
+  /** Who the client is: the verified token's subject, the htpasswd user; undefined when the edge does not know. */
+  subject: string | undefined;
   /** hit | miss | follow | revalidated | stale | pass: how the cache answered. */
   cache: string | undefined;
   /** Where body bytes came from, for registry_edge_served_bytes_total. */

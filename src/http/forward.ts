@@ -9,6 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import type { UpstreamAuth, UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import type { Exchange } from './exchange.js';
+import { REQUEST_ID } from './request-id.js';
 import { streamBody } from './respond.js';
 import { rewriteLink, rewriteLocation, rewriteRealm, takePin } from './rewrite.js';
 
@@ -30,7 +31,8 @@ const DROP_REQUEST = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'host', 'expect', 'x-real-ip', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+// x-request-id: the client gets the id the edge logged.
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'x-request-id']);
 
 function requestHeaders(ex: Exchange, settings: ForwardSettings, auth: UpstreamAuth): Record<string, string> {
   const out: Record<string, string> = {};
@@ -66,6 +68,7 @@ function responseHeaders(ex: Exchange, res: UpstreamResponse, settings: ForwardS
     if (value === undefined || DROP_RESPONSE.has(name)) continue;
     out[name] = value;
   }
+  out[REQUEST_ID] = ex.requestId;
   const clientHost = ex.req.headers.host;
   // Under a host prefix the client's next request (upload PATCH, next page) must carry it again.
   const prefixed = (url: string): string => (ex.prefix ? url.split(`${ex.base}/v2/`).join(`${ex.base}/v2/${ex.prefix}/`) : url);
@@ -130,6 +133,7 @@ export async function forward(ex: Exchange, settings: ForwardSettings, opts: For
     instanceKey: pin,
     body: hasBody ? (opts.body ?? ex.req) : undefined,
     signal: gone.signal,
+    trace: ex,
   });
   if (opts.beforeReply) await opts.beforeReply(res);
   ex.cache = 'pass';

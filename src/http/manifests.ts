@@ -12,6 +12,7 @@ import { header, type Exchange } from './exchange.js';
 import { asClient } from '../upstream/upstream-auth.js';
 import { ifNoneMatchHits } from './conditional.js';
 import { BoundedTee, forward, type ForwardSettings } from './forward.js';
+import { REQUEST_ID } from './request-id.js';
 import { API_VERSION_HEADER } from './respond.js';
 
 /** How a manifest request the edge does not answer itself reaches the upstream. */
@@ -28,6 +29,7 @@ export async function serveManifest(ex: Exchange, manifests: ManifestService, na
     accepted: parseAccept(acceptHeader),
     acceptHeader: Array.isArray(acceptHeader) ? acceptHeader.join(', ') : acceptHeader,
     authorization: header(ex.req, 'authorization'),
+    trace: ex,
   });
   // The client's request as it came, so the upstream negotiates (and answers conditions) as it would without the edge.
   if (result.kind === 'pass') return void (await forward(ex, pass.settings, { auth: pass.auth }));
@@ -35,7 +37,7 @@ export async function serveManifest(ex: Exchange, manifests: ManifestService, na
   ex.cache = source;
   ex.source = source === 'miss' ? 'upstream' : 'cache';
   const etag = `"${manifest.digest}"`;
-  const identity = { 'docker-content-digest': manifest.digest, etag, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] };
+  const identity = { 'docker-content-digest': manifest.digest, etag, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1], [REQUEST_ID]: ex.requestId };
   if (ifNoneMatchHits(header(ex.req, 'if-none-match'), etag)) {
     ex.res.writeHead(304, identity);
     ex.res.end();

@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import { RegistryError, isRegistryError } from '../oci/errors.js';
 import { UpstreamAnswer } from '../upstream/upstream-answer.js';
+import { REQUEST_ID } from './request-id.js';
 
 export const API_VERSION_HEADER = ['docker-distribution-api-version', 'registry/2.0'] as const;
 
@@ -19,15 +20,15 @@ export function toWire(err: unknown): RegistryError {
   return new RegistryError('UNAVAILABLE', 'internal error', undefined, 500);
 }
 
-/** Writes any error as the client should see it; internal errors become a bare 500 (the log has the cause). */
-export function sendError(res: ServerResponse, err: unknown): void {
+/** Writes any error as the client should see it, with the request's id; internal errors become a bare 500 (the log has the cause). */
+export function sendError(res: ServerResponse, err: unknown, requestId: string): void {
   if (res.headersSent) {
     // Mid-body: the only honest signal left is to cut the connection.
     res.destroy(err instanceof Error ? err : undefined);
     return;
   }
   if (err instanceof UpstreamAnswer) {
-    res.writeHead(err.status, { ...err.headers, 'content-length': err.body.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
+    res.writeHead(err.status, { ...err.headers, 'content-length': err.body.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1], [REQUEST_ID]: requestId });
     res.end(err.body);
     return;
   }
@@ -38,6 +39,7 @@ export function sendError(res: ServerResponse, err: unknown): void {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
+    [REQUEST_ID]: requestId,
   };
   if (wire.code === 'RANGE_INVALID' && typeof (wire.detail as { size?: unknown } | undefined)?.size === 'number') {
     headers['content-range'] = `bytes */${(wire.detail as { size: number }).size}`;

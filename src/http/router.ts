@@ -1,7 +1,7 @@
 /**
  * The client-facing request handler: parse once into a validated request, dispatch by
  * route and method, turn every failure into the OCI error envelope, and log one line
- * per request.
+ * per request (and hand it to the status page's recorder).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
@@ -20,6 +20,8 @@ import { forward } from './forward.js';
 import { deleteManifest, pushManifest, serveManifest } from './manifests.js';
 import { API_VERSION_HEADER, sendError } from './respond.js';
 import { publicBase, rewriteRealm } from './rewrite.js';
+import { REQUEST_ID, requestId } from './request-id.js';
+import type { StatusRecorder } from './status.js';
 import { forwardToken } from './token-route.js';
 
 export interface RouterDeps {
@@ -30,6 +32,7 @@ export interface RouterDeps {
   readonly metrics: Metrics;
   readonly descriptors: DescriptorAlarm;
   readonly log: Logger;
+  readonly status: StatusRecorder;
 }
 
 const BASE_BODY = '{}';
@@ -49,12 +52,12 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origi
     case 'base':
       if (!read) break;
       if (mode === 'upstream-check') return void (await forward(ex, origin.forward, clientOwn));
-      await gate.base(clientAuth, ex.base);
-      ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1] });
+      ex.subject = await gate.base(clientAuth, ex.base);
+      ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': BASE_BODY.length, [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1], [REQUEST_ID]: ex.requestId });
       ex.res.end(method === 'HEAD' ? undefined : BASE_BODY);
       return;
     case 'blob':
-      if (read) await gate.admit(parsed, clientAuth, ex.base);
+      if (read) ex.subject = await gate.admit(parsed, clientAuth, ex.base);
       if (method === 'HEAD') return headBlob(ex, origin.blobs, parsed.name, parsed.digest);
       if (method === 'GET') return getBlob(ex, origin.blobs, parsed.name, parsed.digest);
       if (method === 'DELETE') {
@@ -63,7 +66,7 @@ async function dispatch(ex: Exchange, parsed: DistributionRequest, origin: Origi
       }
       break;
     case 'manifest':
-      if (read) await gate.admit({ ...parsed, accept: ex.req.headers.accept }, clientAuth, ex.base);
+      if (read) ex.subject = await gate.admit({ ...parsed, accept: ex.req.headers.accept }, clientAuth, ex.base);
       if (read) return serveManifest(ex, origin.manifests, parsed.name, parsed.reference, { settings: origin.forward, auth: upstreamAuth(mode, pullScope(parsed.name), clientAuth) });
       if (method === 'PUT') return pushManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference, manifestMaxBytes);
       if (method === 'DELETE') return deleteManifest(ex, origin.forward, origin.manifests, parsed.name, parsed.reference);
@@ -122,11 +125,11 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const realm = originOf(ex).forward.tokenRealm(ex);
     const challenge = err instanceof UpstreamAnswer ? err.headers['www-authenticate'] : undefined;
     if (realm && challenge && err instanceof UpstreamAnswer) {
-      sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body));
+      sendError(ex.res, new UpstreamAnswer(err.status, { ...err.headers, 'www-authenticate': rewriteRealm(challenge, realm) }, err.body), ex.requestId);
       return;
     }
     // Out of descriptors passes: a client told to come back soon beats an internal error.
-    sendError(ex.res, exhaustionCode(err) ? OUT_OF_DESCRIPTORS : err);
+    sendError(ex.res, exhaustionCode(err) ? OUT_OF_DESCRIPTORS : err, ex.requestId);
   };
   return (req, res) => {
     const url = req.url ?? '/';
@@ -146,6 +149,10 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       secure,
       base: publicBase(deps.publicHost, secure, req.headers.host),
       route: 'unknown',
+      repository: undefined,
+      subject: undefined,
+      requestId: requestId(req.headers),
+      upstream: undefined,
       cache: undefined,
       source: undefined,
       bodyBytes: 0,
@@ -176,7 +183,22 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
         cache: ex.cache,
         client: ex.client,
         completed,
+        requestId: ex.requestId,
+        userAgent: req.headers['user-agent'],
+        subject: ex.subject,
+        upstream: ex.upstream,
       };
+      const err = ex.error;
+      deps.status.request({
+        route: ex.route,
+        status,
+        cache: ex.cache,
+        repository: ex.repository,
+        bytes: sent,
+        requestId: ex.requestId,
+        code: err instanceof RegistryError ? err.code : err instanceof UpstreamAnswer ? `upstream ${err.status}` : err instanceof Error ? err.name : undefined,
+        message: err instanceof Error ? err.message : undefined,
+      });
       if (ex.error) deps.descriptors.note(ex.error, 'request');
       if (ex.error && !(ex.error instanceof RegistryError) && !(ex.error instanceof UpstreamAnswer)) {
         log.warn({ ...entry, err: ex.error }, 'request failed');
@@ -208,6 +230,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       return;
     }
     ex.route = parsed.route;
+    if (parsed.route !== 'base' && parsed.route !== 'catalog') ex.repository = parsed.name;
     dispatch(ex, parsed, origin, deps.manifestMaxBytes).catch((err: unknown) => fail(ex, err));
   };
 }

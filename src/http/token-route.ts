@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { request, type Dispatcher } from 'undici';
 import { RegistryError } from '../oci/errors.js';
 import type { Exchange } from './exchange.js';
+import { REQUEST_ID } from './request-id.js';
 import { streamBody } from './respond.js';
 
 const FORWARDED_REQUEST = ['authorization', 'content-type', 'content-length', 'accept', 'user-agent'] as const;
@@ -17,7 +18,7 @@ export async function forwardToken(ex: Exchange, tokenUrl: string, dispatcher: D
   const target = new URL(tokenUrl);
   // Parameters already in token.url stay; the client's are added.
   new URLSearchParams(ex.query).forEach((value, key) => target.searchParams.append(key, value));
-  const headers: Record<string, string> = { 'x-forwarded-for': ex.client, 'x-real-ip': ex.client };
+  const headers: Record<string, string> = { 'x-forwarded-for': ex.client, 'x-real-ip': ex.client, [REQUEST_ID]: ex.requestId };
   for (const name of FORWARDED_REQUEST) {
     const value = ex.req.headers[name];
     if (typeof value === 'string') headers[name] = value;
@@ -38,7 +39,7 @@ export async function forwardToken(ex: Exchange, tokenUrl: string, dispatcher: D
     const message = timedOut ? 'token service did not answer in time' : 'token service unreachable';
     throw new RegistryError('UNAVAILABLE', message, { cause: (err as Error).message }, timedOut ? 504 : 502);
   }
-  const out: Record<string, string | string[]> = {};
+  const out: Record<string, string | string[]> = { [REQUEST_ID]: ex.requestId };
   for (const name of FORWARDED_RESPONSE) {
     const value = (res.headers as IncomingHttpHeaders)[name];
     if (value !== undefined) out[name] = value;

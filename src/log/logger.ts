@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { prettyDestination } from './pretty.js';
 
 export type { Logger };
 
@@ -13,9 +14,14 @@ export interface LogOptions {
   readonly sync: boolean;
   /** A file descriptor or path; stdout when left out. */
   readonly dest?: number | string;
+  /** log.timestamp: epoch milliseconds (pino's default) or an ISO 8601 string. */
+  readonly timestamp?: 'epoch' | 'iso';
+  /** `serve --pretty`: lines for a person (src/log/pretty.ts) on stdout instead of JSON. */
+  readonly pretty?: boolean;
 }
 
 /** One logger for the process, created at start and passed down (never imported as a global). */
 export function createLogger(opts: LogOptions): Logger {
-  return pino({ level: opts.level, base: { service: 'registry-edge' } }, pino.destination({ dest: opts.dest ?? 1, sync: opts.sync }));
+  const settings = { level: opts.level, base: { service: 'registry-edge' }, timestamp: opts.timestamp === 'iso' ? pino.stdTimeFunctions.isoTime : true };
+  return pino(settings, opts.pretty ? prettyDestination(process.stdout, process.stdout.isTTY === true) : pino.destination({ dest: opts.dest ?? 1, sync: opts.sync }));
 }

@@ -10,6 +10,7 @@ import type { Digest } from '../oci/grammar.js';
 import { RegistryError } from '../oci/errors.js';
 import { resolveRange, type RangeSpec } from '../oci/range.js';
 import { unlessAbsent } from '../reads/registry-reader.js';
+import type { UpstreamTrace } from '../upstream/client.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
 import type { RepositoryMembership } from '../cache/membership.js';
 
@@ -32,6 +33,8 @@ export interface BlobRequest {
   readonly digest: Digest;
   readonly range: RangeSpec | undefined;
   readonly authorization: string | undefined;
+  /** The client request this read is for, carried to the upstream requests it makes. */
+  readonly trace?: UpstreamTrace | undefined;
 }
 
 const unsatisfiable = (size: number): RegistryError =>
@@ -119,13 +122,13 @@ export class BlobService {
     const announced = fill ? await fill.ready.catch(() => undefined) : undefined;
     if (announced !== undefined) return { size: announced, source: 'fill' };
     // The upstream's 200 says the repository holds the blob: remembered.
-    const size = await this.remote.statBlob(req.name, req.digest, req.authorization);
+    const size = await this.remote.statBlob(req.name, req.digest, req.authorization, req.trace);
     await this.membership.add(req.name, [req.digest.value]);
     return { size, source: 'upstream' };
   }
 
   private fetch(req: BlobRequest): Promise<FillSource> {
-    return this.remote.openBlob(req.name, req.digest, req.authorization).then((source) => {
+    return this.remote.openBlob(req.name, req.digest, req.authorization, undefined, req.trace).then((source) => {
       // Not awaited: the fill reads the body from here on (an unread body under a closing
       // connection kills the process in undici 7, nodejs/undici#5360); the fact is in memory now.
       void this.membership.add(req.name, [req.digest.value]);

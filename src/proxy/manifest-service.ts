@@ -21,6 +21,7 @@ import { parseDigest, type Digest } from '../oci/grammar.js';
 import { accepts } from '../oci/media-types.js';
 import type { Reference } from '../oci/request.js';
 import { unlessAbsent, type ManifestBytes, type ResolvedTag } from '../reads/registry-reader.js';
+import type { UpstreamTrace } from '../upstream/client.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
 import { UpstreamAnswer } from '../upstream/upstream-answer.js';
 import { referencedDigests, type RepositoryMembership } from '../cache/membership.js';
@@ -43,6 +44,8 @@ export interface ManifestRequest {
   /** The client's Accept header as sent, for a by-digest miss, so the upstream negotiates as it would for the client. */
   readonly acceptHeader: string | undefined;
   readonly authorization: string | undefined;
+  /** The client request this read is for, carried to the upstream requests it makes (a coalesced read carries the first one's). */
+  readonly trace?: UpstreamTrace | undefined;
 }
 
 export interface ManifestPolicy {
@@ -111,7 +114,7 @@ export class ManifestService {
     if (stored) return { kind: 'stored', manifest: stored, source: 'hit' };
     // Bytes that hash to the digest asked for are the canonical manifest whatever Accept fetched them.
     return this.coalesce(`${req.name}\n${digest.value}\n${req.acceptHeader ?? ''}\n${req.authorization ?? ''}`, async () => {
-      const fetched = await this.remote.getManifest(req.name, digest, req.authorization, req.acceptHeader);
+      const fetched = await this.remote.getManifest(req.name, digest, req.authorization, req.acceptHeader, req.trace);
       return { kind: 'stored', manifest: await this.keep(req.name, fetched), source: 'miss' };
     });
   }
@@ -150,7 +153,7 @@ export class ManifestService {
     const servable = !deleted && this.now() - mapping.confirmedAt <= this.policy.maxStaleMs;
     let current: ResolvedTag;
     try {
-      current = await this.remote.resolveTag(req.name, tag, req.authorization, servable ? this.policy.revalidateTimeoutMs : undefined);
+      current = await this.remote.resolveTag(req.name, tag, req.authorization, servable ? this.policy.revalidateTimeoutMs : undefined, req.trace);
     } catch (err) {
       // Only an unreachable or failing upstream leaves the stale copy servable: a refusal or an unknown tag is its answer.
       const unknown = err instanceof RegistryError && err.status === 404;
@@ -184,7 +187,7 @@ export class ManifestService {
   }
 
   private async fetchTag(req: ManifestRequest, tag: string): Promise<ManifestResult> {
-    const fetched = await this.remote.getTagged(req.name, tag, req.authorization);
+    const fetched = await this.remote.getTagged(req.name, tag, req.authorization, req.trace);
     // A tag pushed as schema1: the client's own request gets it byte for byte.
     if (fetched === 'schema1') return PASS;
     const manifest = await this.keep(req.name, fetched);

@@ -218,16 +218,18 @@ export class Balancer {
    * A failed request (connect error or 5xx). maxFails failures within failTimeoutMs mark
    * the server down for failTimeoutMs. After that it gets requests again, but (as in
    * nginx) one more failure before any success marks it down again at once.
+   * True when this failure marked the server down (it was up before).
    */
-  reportFailure(id: string): void {
+  reportFailure(id: string): boolean {
     const p = this.#byId.get(id);
-    if (!p || p.spec.maxFails <= 0) return;
+    if (!p || p.spec.maxFails <= 0) return false;
+    const wasHealthy = this.#healthyAt(p, this.#now());
     const now = this.#now();
     const { maxFails, failTimeoutMs } = p.spec;
     if (p.tripped) {
       p.fails++;
       p.downUntil = now + failTimeoutMs;
-      return;
+      return wasHealthy;
     }
     if (p.fails === 0 || now - p.windowStart >= failTimeoutMs) {
       p.fails = 0;
@@ -238,6 +240,7 @@ export class Balancer {
       p.tripped = true;
       p.downUntil = now + failTimeoutMs;
     }
+    return wasHealthy && p.tripped;
   }
 
   /** A successful request: clears the failure count and any passive down state. */

@@ -44,6 +44,28 @@ export interface UpstreamOptions {
   readonly healthTimeoutMs: number;
 }
 
+/**
+ * The client request an upstream request is made for: its id goes upstream as
+ * X-Request-Id, and the instance that answered is noted for its access line.
+ */
+export interface UpstreamTrace {
+  readonly requestId: string;
+  upstream: string | undefined;
+}
+
+/** One instance as the status page shows it: the balancer's view and the last failure it counted. */
+export interface InstanceHealth {
+  readonly url: string;
+  /** host:port, as the access log and the upstream metrics name the instance. */
+  readonly label: string;
+  readonly healthy: boolean;
+  readonly backup: boolean;
+  readonly fails: number;
+  readonly active: number;
+  readonly probeHealthy: boolean | null;
+  readonly lastFailure: { readonly at: number; readonly reason: string } | undefined;
+}
+
 export type UpstreamAuth = { readonly kind: 'edge'; readonly scope: string } | { readonly kind: 'client'; readonly header: string } | undefined;
 
 export interface UpstreamRequest {
@@ -68,6 +90,7 @@ export interface UpstreamRequest {
   readonly deadlineMs?: number | undefined;
   /** Aborts the request when its caller no longer wants the answer (the client went away). */
   readonly signal?: AbortSignal | undefined;
+  readonly trace?: UpstreamTrace | undefined;
 }
 
 export interface UpstreamResponse {
@@ -115,6 +138,8 @@ export class UpstreamClient {
   private readonly log: Logger;
   private readonly dispatcherOpts: Pool.Options;
   private healthTimer: NodeJS.Timeout | undefined;
+  /** The last failure counted against each instance (by URL), for the status page. */
+  private readonly lastFailure = new Map<string, { at: number; reason: string }>();
 
   constructor(opts: UpstreamOptions, metrics: Metrics, log: Logger) {
     this.opts = opts;
@@ -162,7 +187,10 @@ export class UpstreamClient {
     }
     for (const [url, old] of this.instances) {
       // In-flight requests on a removed instance finish; the pool closes after them.
-      if (!next.has(url)) void old.pool.close().catch(() => undefined);
+      if (!next.has(url)) {
+        void old.pool.close().catch(() => undefined);
+        this.lastFailure.delete(url);
+      }
     }
     this.instances = next;
   }
@@ -178,6 +206,26 @@ export class UpstreamClient {
   /** Instance URLs as configured. */
   get urls(): string[] {
     return [...this.instances.keys()];
+  }
+
+  /** Each instance's health as the balancer sees it now. */
+  health(): InstanceHealth[] {
+    return this.balancer.snapshot().map((s) => ({
+      url: s.id,
+      label: this.instances.get(s.id)?.label ?? s.id,
+      healthy: s.healthy,
+      backup: s.backup,
+      fails: s.fails,
+      active: s.active,
+      probeHealthy: s.probeHealthy,
+      lastFailure: this.lastFailure.get(s.id),
+    }));
+  }
+
+  /** Counts a failed request against an instance; says at debug level when that marks it down, and why. */
+  private failed(instance: Instance, reason: string): void {
+    this.lastFailure.set(instance.url, { at: Date.now(), reason });
+    if (this.balancer.reportFailure(instance.url)) this.log.debug({ upstream: instance.label, reason }, 'upstream marked down');
   }
 
   byKey(key: string): Instance | undefined {
@@ -214,22 +262,23 @@ export class UpstreamClient {
         }
         if (isHeadersTimeout(err)) {
           // Not tried on the next instance: the client has already waited the whole timeout (a gateway timeout, as nginx's 504).
-          this.balancer.reportFailure(instance.url);
+          this.failed(instance, 'no headers within upstream.headers_timeout');
           this.log.warn({ upstream: instance.label, method: req.method, path: req.path, timeoutSeconds: this.opts.headersTimeoutMs / 1000 }, 'upstream sent no headers within upstream.headers_timeout');
           throw new RegistryError('UNAVAILABLE', 'upstream did not answer in time', { upstream: instance.label, timeout: 'upstream.headers_timeout' }, 504);
         }
         if (!isConnectError(err)) throw err;
-        this.balancer.reportFailure(instance.url);
+        this.failed(instance, (err as Error).message);
         lastError = err;
         this.log.warn({ upstream: instance.label, err: (err as Error).message, method: req.method, path: req.path }, 'upstream unreachable');
         continue;
       }
       res.body.once('close', () => this.balancer.release(instance.url));
+      if (req.trace) req.trace.upstream = instance.label;
       if (res.status < 500) {
         this.balancer.reportSuccess(instance.url);
         return res;
       }
-      this.balancer.reportFailure(instance.url);
+      this.failed(instance, `answered ${res.status}`);
       if (!NEXT_UPSTREAM.has(res.status) || i === candidates.length - 1) return res;
       await res.body.dump();
       lastError = new Error(`upstream ${instance.label} answered ${res.status}`);
@@ -242,6 +291,8 @@ export class UpstreamClient {
   private async requestOnInstance(instance: Instance, req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...req.headers };
     if (req.auth?.kind === 'client') headers.authorization = req.auth.header;
+    // The edge's id replaces any the client sent: only a validated one goes on.
+    if (req.trace) headers['x-request-id'] = req.trace.requestId;
     const res = await this.pipeline(instance)({
       origin: instance.origin,
       path: instance.basePath + req.path,
@@ -269,15 +320,11 @@ export class UpstreamClient {
     return send;
   }
 
-  /** Each instance by its label, and whether the balancer sends requests to it now. */
-  health(): { upstream: string; up: boolean }[] {
-    return this.balancer.snapshot().map((s) => ({ upstream: this.instances.get(s.id)?.label ?? s.id, up: s.healthy }));
-  }
-
   /** One active health check of every instance: any answer below 500 to GET /v2/ is healthy. */
   async probeAll(): Promise<void> {
     await Promise.all([...this.instances.values()].map(async (instance) => {
       let healthy = false;
+      let reason: string;
       try {
         const res = await instance.pool.request({
           path: `${instance.basePath}/v2/`,
@@ -288,12 +335,15 @@ export class UpstreamClient {
         });
         await res.body.dump();
         healthy = res.statusCode < 500;
-      } catch {
+        reason = `GET /v2/ answered ${res.statusCode}`;
+      } catch (err) {
         healthy = false;
+        reason = `GET /v2/ failed: ${(err as Error).message}`;
       }
+      if (!healthy) this.lastFailure.set(instance.url, { at: Date.now(), reason });
       const was = this.balancer.isHealthy(instance.url);
       this.balancer.setProbeHealthy(instance.url, healthy);
-      if (was !== healthy) this.log.warn({ upstream: instance.label, healthy }, 'upstream health changed');
+      if (was !== healthy) this.log.warn({ upstream: instance.label, healthy, reason }, 'upstream health changed');
     }));
   }
 

@@ -10,7 +10,7 @@ import { RegistryError } from '../oci/errors.js';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { ALL_MANIFEST_TYPES, sniffMediaType } from '../oci/media-types.js';
 import type { ByteRange, ManifestBytes, RegistryReader, ResolvedTag } from '../reads/registry-reader.js';
-import type { UpstreamAuth, UpstreamClient, UpstreamResponse } from './client.js';
+import type { UpstreamAuth, UpstreamClient, UpstreamResponse, UpstreamTrace } from './client.js';
 import { UpstreamAnswer, refusalOfHead } from './upstream-answer.js';
 import { pullScope } from './upstream-auth.js';
 
@@ -55,29 +55,30 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
     return new RemoteRegistry(this.upstream, { ...this.opts, credentials });
   }
 
-  async statBlob(name: string, digest: Digest, authorization: string | undefined): Promise<number | undefined> {
-    const res = await this.upstream.request({ method: 'HEAD', path: blobPath(name, digest), auth: this.auth(name, authorization), followRedirects: true });
+  async statBlob(name: string, digest: Digest, authorization: string | undefined, trace?: UpstreamTrace): Promise<number | undefined> {
+    const res = await this.upstream.request({ method: 'HEAD', path: blobPath(name, digest), auth: this.auth(name, authorization), followRedirects: true, trace });
     if (res.status !== 200) throw await refusalOfHead(res, 'BLOB_UNKNOWN');
     await res.body.dump();
     return lengthOf(res);
   }
 
   /** Resolves with the body unread; no await may come between this and reading it. */
-  async openBlob(name: string, digest: Digest, authorization: string | undefined, range?: ByteRange): Promise<RemoteBlob> {
+  async openBlob(name: string, digest: Digest, authorization: string | undefined, range?: ByteRange, trace?: UpstreamTrace): Promise<RemoteBlob> {
     const res = await this.upstream.request({
       method: 'GET',
       path: blobPath(name, digest),
       headers: range ? { range: `bytes=${range.start}-${range.end - 1}` } : undefined,
       auth: this.auth(name, authorization),
       followRedirects: true,
+      trace,
     });
     if (res.status !== (range ? 206 : 200)) throw await UpstreamAnswer.from(res);
     return { body: res.body, size: lengthOf(res) };
   }
 
   /** A HEAD: 404 rejects MANIFEST_UNKNOWN, 5xx and 429 OriginUnavailable; `deadlineMs` bounds it when a stale copy waits. */
-  async resolveTag(name: string, tag: string, authorization: string | undefined, deadlineMs?: number): Promise<ResolvedTag> {
-    const res = await this.request(name, 'HEAD', tag, ALL_MANIFEST_TYPES, authorization, deadlineMs);
+  async resolveTag(name: string, tag: string, authorization: string | undefined, deadlineMs?: number, trace?: UpstreamTrace): Promise<ResolvedTag> {
+    const res = await this.request(name, 'HEAD', tag, ALL_MANIFEST_TYPES, authorization, deadlineMs, trace);
     if (res.status >= 500 || res.status === 429) {
       await res.body.dump();
       throw new OriginUnavailable(res.status);
@@ -92,13 +93,13 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
   }
 
   /** `accept`: the client's own Accept, so the origin negotiates as it would for the client; the bytes are checked against `digest`. */
-  async getManifest(name: string, digest: Digest, authorization: string | undefined, accept: string = ALL_MANIFEST_TYPES): Promise<ManifestBytes> {
-    return this.verified(await this.request(name, 'GET', digest.value, accept, authorization), digest);
+  async getManifest(name: string, digest: Digest, authorization: string | undefined, accept: string = ALL_MANIFEST_TYPES, trace?: UpstreamTrace): Promise<ManifestBytes> {
+    return this.verified(await this.request(name, 'GET', digest.value, accept, authorization, undefined, trace), digest);
   }
 
   /** The tag's manifest in one round trip, as pushed; 'schema1' when it cannot be verified (the client's own request gets it then). */
-  async getTagged(name: string, tag: string, authorization: string | undefined): Promise<ManifestBytes | 'schema1'> {
-    const res = await this.request(name, 'GET', tag, ALL_MANIFEST_TYPES, authorization);
+  async getTagged(name: string, tag: string, authorization: string | undefined, trace?: UpstreamTrace): Promise<ManifestBytes | 'schema1'> {
+    const res = await this.request(name, 'GET', tag, ALL_MANIFEST_TYPES, authorization, undefined, trace);
     if (res.status === 200 && SCHEMA1.has(mediaTypeOf(res) ?? '')) {
       await res.body.dump();
       return 'schema1';
@@ -117,8 +118,8 @@ export class RemoteRegistry implements RegistryReader<RemoteBlob> {
     return this.opts.credentials(pullScope(name), authorization);
   }
 
-  private request(name: string, method: 'GET' | 'HEAD', reference: string, accept: string, authorization: string | undefined, deadlineMs?: number): Promise<UpstreamResponse> {
-    return this.upstream.request({ method, path: `/v2/${name}/manifests/${reference}`, headers: { accept }, auth: this.auth(name, authorization), deadlineMs });
+  private request(name: string, method: 'GET' | 'HEAD', reference: string, accept: string, authorization: string | undefined, deadlineMs?: number, trace?: UpstreamTrace): Promise<UpstreamResponse> {
+    return this.upstream.request({ method, path: `/v2/${name}/manifests/${reference}`, headers: { accept }, auth: this.auth(name, authorization), deadlineMs, trace });
   }
 
   /** Reads a manifest answer and checks its bytes against the digest asked for and the one it claims. */

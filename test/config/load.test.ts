@@ -128,7 +128,7 @@ const TIMERS = [
   'upstream.health.interval', 'upstream.health.timeout', 'upstream.connect_timeout', 'upstream.headers_timeout', 'upstream.body_timeout',
   'cache.revalidate_timeout', 'cache.open_files_idle', 'cache.write_retry_interval', 'startup.timeout',
 ];
-const COMPARED = ['auth.token.leeway', 'auth.check.ttl', 'cache.tag_ttl', 'cache.max_stale', 'cache.sync_read_max', 'prewarm.dedupe_ttl'];
+const COMPARED = ['auth.token.leeway', 'auth.check.ttl', 'cache.tag_ttl', 'cache.max_stale', 'cache.sync_read_max', 'prewarm.dedupe_ttl', 'status.window'];
 const NODE_TIMER_MAX_MS = 2 ** 31 - 1;
 
 test('every duration key is a timer with a maximum that fits a Node timer, or a comparison without one', () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startEdge, type Edge } from '../helpers/edge.js';
+import { logLines, startEdge, type Edge } from '../helpers/edge.js';
 import { makeOciLayout, pullImage, pushImage, verifyDirPull, type ImageInfo } from '../helpers/image.js';
 import { httpRequest, removeDir, run, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -86,6 +86,8 @@ for (const keyType of ['RS256', 'ES256'] as TokenKeyType[]) {
       const anonymousPrivate = await pullImage(`${edge.host}/team-a/private:1.0`, path.join(work, 'anon-private'));
       assert.notEqual(anonymousPrivate.code, 0);
       assert.ok(tokens.requests.some((r) => r.user === 'alice'), 'the token service was reached (through the edge token route)');
+      const subjects = logLines<{ msg?: string; path?: string; status?: number; subject?: string }>(edge.proc.logs()).filter((l) => l.msg === 'request' && l.status === 200 && l.path?.startsWith('/v2/team-a/private/'));
+      assert.ok(subjects.some((l) => l.subject === 'alice'), 'the access line names the token\'s subject');
     });
 
     test('every forged, stale or misdirected token is refused without a byte of cached content', async () => {
@@ -255,6 +257,8 @@ describe('public mode with an htpasswd file for clients of the edge', () => {
     const ok = await pullImage(`${edge.host}/library/app:1.0`, dest, { creds: 'erin:e-secret' });
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual(await verifyDirPull(dest, image), { ok: true });
+    const served = logLines<{ msg?: string; status?: number; route?: string; subject?: string }>(edge.proc.logs()).filter((l) => l.msg === 'request' && l.status === 200 && l.route === 'blob');
+    assert.ok(served.length > 0 && served.every((l) => l.subject === 'erin'), 'the access line names the htpasswd user');
     const blob = `${edge.url}/v2/library/app/blobs/${image.layers[0]?.digest}`;
     for (const authorization of [undefined, 'Basic ' + Buffer.from('erin:wrong').toString('base64'), 'Basic ' + Buffer.from('mallory:e-secret').toString('base64'), 'Bearer x']) {
       const res = await httpRequest(blob, { headers: authorization ? { authorization } : {} });

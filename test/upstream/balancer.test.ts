@@ -254,13 +254,14 @@ describe('passive health', () => {
   test('maxFails failures within failTimeout mark down; after failTimeout it comes back', () => {
     const t = clock();
     const b = new Balancer([server('a', { maxFails: 3, failTimeoutMs: 10_000 }), server('b')], 'round_robin', t.now);
-    b.reportFailure('a');
+    assert.equal(b.reportFailure('a'), false);
     t.advance(3_000);
-    b.reportFailure('a');
+    assert.equal(b.reportFailure('a'), false);
     assert.equal(b.isHealthy('a'), true);
     t.advance(3_000);
-    b.reportFailure('a');
+    assert.equal(b.reportFailure('a'), true, 'the failure that marks it down says so');
     assert.equal(b.isHealthy('a'), false);
+    assert.equal(b.reportFailure('a'), false, 'one more while down does not');
     assert.deepEqual(b.order(undefined).map((s) => s.id), ['b']);
     t.advance(9_999);
     assert.equal(b.isHealthy('a'), false);
