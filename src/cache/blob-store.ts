@@ -2,7 +2,8 @@
  * Committed blobs on disk, indexed in memory by digest with their sizes, and the disk
  * budget of the whole cache: committed blobs, the bytes charged by other stores (the
  * manifests) and the space held by fills in progress together stay within `maxSize`;
- * least recently used blobs are evicted to make room. Knows digests, files and sizes only.
+ * least recently used blobs are evicted to make room, never one being read. The index
+ * outlives a restart as a snapshot (blob-index-snapshot.ts). Knows digests, files and sizes only.
  */
 import type { Writable } from 'node:stream';
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
@@ -48,7 +49,7 @@ export interface OpenBlob {
   readonly size: number;
   /**
    * Writes bytes [start, end) of the blob to `dest` and ends it; `done` once `dest` is over.
-   * The file stays readable even if it is evicted meanwhile.
+   * The blob is not evicted while it is open (and stays readable if another process removes it).
    */
   sendTo(dest: Writable, start: number, end: number, done: (err: Error | undefined) => void): void;
   /** Lets the file go (once the copy is done, or instead of one). */
@@ -268,30 +269,37 @@ export class BlobStore {
       this.report();
       return undefined;
     }
-    this.readers.set(key, (this.readers.get(key) ?? 0) + 1);
-    let closed = false;
+    const readerGone = this.reading(key);
     const { fd, size } = file;
     return {
       size,
       sendTo: (dest, start, end, done) => pumpFile(fd, start, end, dest, done, this.syncReads),
       close: () => {
-        if (closed) return;
-        closed = true;
         file.release();
-        this.readerGone(key);
+        readerGone();
       },
     };
   }
 
-  /** A reader let go: the blob may be evicted again, and room an eviction could not make while it was read is made now. */
-  private readerGone(key: string): void {
-    const left = (this.readers.get(key) ?? 1) - 1;
-    if (left > 0) this.readers.set(key, left);
-    else this.readers.delete(key);
-    if (this.used > this.maxSize) {
-      this.makeRoom(0);
-      this.report();
-    }
+  /**
+   * Counts a reader of `key` (not evicted while it has one); the function returned lets
+   * go (once): the blob may be evicted again, and room an eviction could not make while it
+   * was read is made now.
+   */
+  private reading(key: string): () => void {
+    this.readers.set(key, (this.readers.get(key) ?? 0) + 1);
+    let gone = false;
+    return () => {
+      if (gone) return;
+      gone = true;
+      const left = (this.readers.get(key) ?? 1) - 1;
+      if (left > 0) this.readers.set(key, left);
+      else this.readers.delete(key);
+      if (this.used > this.maxSize) {
+        this.makeRoom(0);
+        this.report();
+      }
+    };
   }
 
   /** Writes the index snapshot and closes the descriptors kept open; copies still running keep theirs until they end. */
@@ -307,16 +315,23 @@ export class BlobStore {
     return this.index.peek(digest.value);
   }
 
-  /** Moves a verified fill into place and indexes it in the space held for it (which may evict older blobs). */
-  async commit(digest: Digest, tempPath: string, size: number, space: FillSpace): Promise<void> {
+  /**
+   * Moves a verified fill into place and indexes it in the space held for it (which may
+   * evict older blobs). The blob counts as read (not evicted) until the function returned
+   * is called: the fill's followers may still be reading its descriptor.
+   */
+  async commit(digest: Digest, tempPath: string, size: number, space: FillSpace): Promise<() => void> {
     await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
+    const key = digest.value;
     // The path names a new file now: let go of a kept descriptor of the one it replaced, so its space comes back.
-    this.files.drop(digest.value);
+    this.files.drop(key);
     space.release();
-    this.index.add(digest.value, size);
+    this.index.add(key, size);
     this.dirty = true;
+    const readersGone = this.reading(key);
     this.makeRoom(0);
     this.report();
+    return readersGone;
   }
 
   tempPath(digest: Digest): string {

@@ -1,13 +1,16 @@
 // The blob index across restarts (snapshot, then the directory checked against it) and
-// eviction that never takes a blob from under its reader.
+// eviction that never takes a blob from under its reader (a hit or a fill's follower).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
 import { after, test } from 'node:test';
+import { BlobCache } from '../../src/cache/blob-cache.js';
 import { readSnapshot } from '../../src/cache/blob-index-snapshot.js';
 import { BlobStore, type IndexLoad, type OpenBlob } from '../../src/cache/blob-store.js';
 import { CacheLayout } from '../../src/cache/layout.js';
+import { Writability } from '../../src/cache/writability.js';
 import { parseDigest, type Digest } from '../../src/oci/grammar.js';
 import { removeDir, tempDir, waitFor } from '../helpers/proc.js';
 
@@ -204,6 +207,60 @@ test('eviction passes over a blob being read: its file stays until its reader le
     alsoReading.close();
     space.release();
   } finally {
+    await store.close();
+  }
+});
+
+test('a blob whose fill still has a follower reading its file is not evicted until that reader is done', async () => {
+  const layout = newLayout();
+  const data = randomBytes(256 * 1024);
+  const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`);
+  assert.ok(digest);
+  let evictions = 0;
+  const store = new BlobStore(layout, { maxSize: data.length, maxBlobSize: data.length, fsync: false, syncReadMax: 0, openFiles: { max: 0, idleSeconds: 1 } }, {
+    onSizeChange: () => undefined,
+    onEvict: () => evictions++,
+    onSlowRead: () => undefined,
+  });
+  await store.init();
+  const writability = new Writability(layout.tmp, 60_000, { onChange: () => undefined });
+  const cache = new BlobCache(store, false, writability, { onFillStart: () => undefined, onFillEnd: () => undefined, onFollower: () => undefined, onUpstreamBytes: () => undefined });
+  try {
+    const source = new PassThrough();
+    const found = await cache.lookup(digest, async () => ({ body: source, size: data.length }));
+    assert.ok(found.kind === 'fill');
+    await found.fill.ready;
+    // A follower whose client has stopped reading: its writes are not acknowledged until released.
+    const held: Array<() => void> = [];
+    let blocked = true;
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk));
+        if (blocked) held.push(callback);
+        else callback();
+      },
+    });
+    const send = found.fill.openReader(0, undefined);
+    assert.ok(send);
+    const read = new Promise<Error | undefined>((resolve) => send(sink, resolve));
+    source.end(data);
+    await found.fill.done;
+    assert.equal(found.fill.error, undefined);
+    assert.equal(store.has(digest), true, 'committed');
+    // Over the budget: the only blob is still being read through the fill, so it stays.
+    store.charge(1);
+    assert.equal(evictions, 0);
+    assert.equal(existsSync(layout.blobPath(digest)), true);
+    blocked = false;
+    held.splice(0).forEach((callback) => callback());
+    assert.equal(await read, undefined);
+    assert.deepEqual(Buffer.concat(chunks), data);
+    await waitFor(() => evictions === 1, { what: 'the eviction once the follower is done' });
+    assert.equal(store.has(digest), false);
+  } finally {
+    writability.close();
     await store.close();
   }
 });
