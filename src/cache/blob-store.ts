@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { commitFile } from './atomic-file.js';
 import { BlobIndex } from './blob-index.js';
-import { scanBlobs } from './blob-index-scan.js';
+import { dirIdOf, quietDirs, scanBlobs } from './blob-index-scan.js';
 import { readSnapshot, writeSnapshot } from './blob-index-snapshot.js';
 import type { FillSpace } from './fill.js';
 import type { CacheLayout } from './layout.js';
@@ -62,11 +62,43 @@ export interface IndexLoad {
   /** Why there was no usable snapshot (walk only). */
   readonly problem?: string;
   readonly blobs: number;
+  /** Blob directories read (the others had not changed since the snapshot). */
+  readonly dirsRead: number;
   /** Files the snapshot did not list (every file, for a walk), entries whose file was gone, paths removed. */
   readonly unlisted: number;
   readonly missing: number;
   readonly removed: number;
   readonly seconds: number;
+}
+
+/** How many holders each key has (readers of a blob, changes of a directory). */
+class Holds {
+  private readonly counts = new Map<string, number>();
+
+  get size(): number {
+    return this.counts.size;
+  }
+
+  has(key: string): boolean {
+    return this.counts.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.counts.keys();
+  }
+
+  /** One more holder of `key`; the function returned lets go (once). */
+  hold(key: string): () => void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const left = (this.counts.get(key) ?? 1) - 1;
+      if (left > 0) this.counts.set(key, left);
+      else this.counts.delete(key);
+    };
+  }
 }
 
 export class BlobStore {
@@ -78,8 +110,13 @@ export class BlobStore {
   private charged = 0;
   /** Bytes held for fills in progress. */
   private held = 0;
+  /**
+   * Blob directories (by id) with a rename not yet indexed or an unlink of an evicted blob
+   * not yet done: a snapshot does not vouch for them (a crash would leave them unlike it).
+   */
+  private readonly changing = new Holds();
   /** Readers of each blob open now: an eviction passes them over, so no file is unlinked under its reader. */
-  private readonly readers = new Map<string, number>();
+  private readonly readers = new Holds();
   /** Unlinks of evicted blobs not yet done (start-up waits for them). */
   private readonly removing = new Set<Promise<void>>();
   private readonly events: BlobStoreEvents;
@@ -119,7 +156,7 @@ export class BlobStore {
       if (join(this.layout.index, name) !== this.layout.indexSnapshot) await rm(join(this.layout.index, name), { recursive: true, force: true });
     }
     const snapshot = await readSnapshot(this.layout.indexSnapshot);
-    const listed = 'entries' in snapshot ? snapshot.entries : undefined;
+    const listed = 'entries' in snapshot ? snapshot : undefined;
     const scan = await scanBlobs(this.layout, listed, this.maxBlobSize);
     this.index = new BlobIndex(scan.entries);
     this.makeRoom(0);
@@ -131,6 +168,7 @@ export class BlobStore {
       from: listed ? 'snapshot' : 'walk',
       ...('problem' in snapshot ? { problem: snapshot.problem } : {}),
       blobs: this.index.count,
+      dirsRead: scan.dirsRead,
       unlisted: scan.unlisted,
       missing: scan.missing,
       removed: scan.removed,
@@ -151,7 +189,9 @@ export class BlobStore {
     if (this.saving || !this.dirty) return this.saving ?? Promise.resolve();
     this.dirty = false;
     const started = performance.now();
-    this.saving = writeSnapshot(this.index.oldestFirst(), this.layout.indexTempPath(), this.layout.indexSnapshot, this.fsync).then(
+    this.saving = quietDirs(this.layout, new Set(this.changing.keys()))
+      .then((dirs) => writeSnapshot(dirs, this.index.oldestFirst(), this.layout.indexTempPath(), this.layout.indexSnapshot, this.fsync))
+      .then(
       (blobs) => this.events.onIndexSave?.(blobs, (performance.now() - started) / 1000, undefined),
       (err: Error) => {
         this.dirty = true;
@@ -196,10 +236,12 @@ export class BlobStore {
       this.dirty = true;
       const digest = parseDigest(key);
       if (digest) {
-        const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(
-          () => void this.removing.delete(removed),
-          () => void this.removing.delete(removed),
-        );
+        const settled = this.changing.hold(dirIdOf(key));
+        const done = (): void => {
+          settled();
+          this.removing.delete(removed);
+        };
+        const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(done, done);
         this.removing.add(removed);
       }
       this.events.onEvict();
@@ -287,14 +329,9 @@ export class BlobStore {
    * was read is made now.
    */
   private reading(key: string): () => void {
-    this.readers.set(key, (this.readers.get(key) ?? 0) + 1);
-    let gone = false;
+    const release = this.readers.hold(key);
     return () => {
-      if (gone) return;
-      gone = true;
-      const left = (this.readers.get(key) ?? 1) - 1;
-      if (left > 0) this.readers.set(key, left);
-      else this.readers.delete(key);
+      release();
       if (this.used > this.maxSize) {
         this.makeRoom(0);
         this.report();
@@ -321,8 +358,13 @@ export class BlobStore {
    * is called: the fill's followers may still be reading its descriptor.
    */
   async commit(digest: Digest, tempPath: string, size: number, space: FillSpace): Promise<() => void> {
-    await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
     const key = digest.value;
+    const settled = this.changing.hold(dirIdOf(key));
+    try {
+      await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
+    } finally {
+      settled();
+    }
     // The path names a new file now: let go of a kept descriptor of the one it replaced, so its space comes back.
     this.files.drop(key);
     space.release();

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { BlobCache } from '../../src/cache/blob-cache.js';
+import { quietDirs } from '../../src/cache/blob-index-scan.js';
 import { readSnapshot } from '../../src/cache/blob-index-snapshot.js';
 import { BlobStore, type IndexLoad, type OpenBlob } from '../../src/cache/blob-store.js';
 import { CacheLayout } from '../../src/cache/layout.js';
@@ -44,8 +45,7 @@ function newLayout(): CacheLayout {
 }
 
 /** A blob file put on disk as a commit would leave it, `age` seconds old. */
-function putBlob(layout: CacheLayout, size: number, age = 0): Digest {
-  const bytes = randomBytes(size);
+function putBlob(layout: CacheLayout, size: number, age = 0, bytes = randomBytes(size)): Digest {
   const digest = parseDigest(`sha256:${createHash('sha256').update(bytes).digest('hex')}`);
   assert.ok(digest);
   const path = layout.blobPath(digest);
@@ -262,5 +262,43 @@ test('a blob whose fill still has a follower reading its file is not evicted unt
   } finally {
     writability.close();
     await store.close();
+  }
+});
+
+test('a blob directory unchanged since the snapshot is not read at start; a changed or removed one is', async () => {
+  const layout = newLayout();
+  // Two blobs in two directories.
+  const a = putBlob(layout, 100, 20);
+  const prefix = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex').slice(0, 2);
+  let bytes = randomBytes(100);
+  while (prefix(bytes) === a.hex.slice(0, 2)) bytes = randomBytes(100);
+  const b = putBlob(layout, 100, 10, bytes);
+  const dirOf = (x: Digest): string => dirname(layout.blobPath(x));
+  const first = await openStore(layout);
+  await first.store.saveIndex();
+  // A snapshot vouches only for directories that have been still for a while (ctimes tick coarsely).
+  await waitFor(async () => (await quietDirs(layout, new Set())).size === 2, { what: 'the blob directories to be still' });
+  await use(first.store, a);
+  await first.store.saveIndex();
+  await first.store.close();
+  const clean = await openStore(layout);
+  assert.deepEqual({ from: clean.load.from, blobs: clean.load.blobs, dirsRead: clean.load.dirsRead }, { from: 'snapshot', blobs: 2, dirsRead: 0 });
+  await clean.store.close();
+
+  // While the edge is stopped: a stray beside a, and b's directory removed whole.
+  const stray = join(dirOf(a), 'not-a-digest');
+  writeFileSync(stray, 'x');
+  rmSync(dirOf(b), { recursive: true });
+  const changed = await openStore(layout);
+  try {
+    assert.deepEqual(
+      { dirsRead: changed.load.dirsRead, blobs: changed.load.blobs, missing: changed.load.missing, removed: changed.load.removed },
+      { dirsRead: 1, blobs: 1, missing: 1, removed: 1 },
+    );
+    assert.equal(existsSync(stray), false);
+    assert.equal(changed.store.has(a), true);
+    assert.equal(changed.store.has(b), false);
+  } finally {
+    await changed.store.close();
   }
 });
