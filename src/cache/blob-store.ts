@@ -162,8 +162,8 @@ export class BlobStore {
     this.makeRoom(0);
     await Promise.all(this.removing);
     this.report();
-    // A snapshot that said what the directory holds needs no rewrite until the index changes.
-    this.dirty ||= !listed || scan.unlisted + scan.missing + scan.removed > 0;
+    // A snapshot that said what the directories hold, and vouched for each, needs no rewrite until the index changes.
+    this.dirty ||= !listed || scan.dirsRead + scan.unlisted + scan.missing + scan.removed > 0;
     this.events.onIndexLoad?.({
       from: listed ? 'snapshot' : 'walk',
       ...('problem' in snapshot ? { problem: snapshot.problem } : {}),
@@ -188,19 +188,22 @@ export class BlobStore {
   saveIndex(): Promise<void> {
     if (this.saving || !this.dirty) return this.saving ?? Promise.resolve();
     this.dirty = false;
-    const started = performance.now();
-    this.saving = quietDirs(this.layout, new Set(this.changing.keys()))
-      .then((dirs) => writeSnapshot(dirs, this.index.oldestFirst(), this.layout.indexTempPath(), this.layout.indexSnapshot, this.fsync))
-      .then(
-      (blobs) => this.events.onIndexSave?.(blobs, (performance.now() - started) / 1000, undefined),
-      (err: Error) => {
-        this.dirty = true;
-        this.events.onIndexSave?.(0, (performance.now() - started) / 1000, err);
-      },
-    ).finally(() => {
+    this.saving = this.writeIndex().finally(() => {
       this.saving = undefined;
     });
     return this.saving;
+  }
+
+  private async writeIndex(): Promise<void> {
+    const started = performance.now();
+    try {
+      const dirs = await quietDirs(this.layout, new Set(this.changing.keys()));
+      const blobs = await writeSnapshot(dirs, this.index.oldestFirst(), this.layout.indexTempPath(), this.layout.indexSnapshot, this.fsync);
+      this.events.onIndexSave?.(blobs, (performance.now() - started) / 1000, undefined);
+    } catch (err) {
+      this.dirty = true;
+      this.events.onIndexSave?.(0, (performance.now() - started) / 1000, err as Error);
+    }
   }
 
   private report(): void {
