@@ -51,13 +51,19 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const layout = new CacheLayout(resolve(config.cache.dir));
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
   const maxBlobSize = config.cache.max_blob_size || Math.floor(maxsize / 2);
-  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds } }, {
+  const snapshotInterval = config.cache.index_snapshot_interval;
+  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds }, snapshotInterval }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);
     },
     onEvict: () => metrics.evictions.inc(),
     onSlowRead: () => metrics.slowReads.inc(),
+    onIndexLoad: (load) => log.info({ cacheDir: layout.root, ...load }, load.from === 'walk' ? 'blob index built by a walk of every blob; a snapshot is written next' : 'blob index loaded from its snapshot'),
+    onIndexSave: (blobs, seconds, err) => {
+      if (err) log.warn({ cacheDir: layout.root, key: 'cache.index_snapshot_interval', err: err.message, code: (err as NodeJS.ErrnoException).code }, 'blob index snapshot not written; the next start checks the older one against the directory');
+      else log.debug({ blobs, seconds }, 'blob index snapshot written');
+    },
   });
   const writability = new Writability(layout.tmp, ms(config.cache.write_retry_interval), {
     onChange: (writable, cause) => {
@@ -187,7 +193,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       }
       await adminClosed;
       writability.close();
-      store.close();
+      await store.close();
     },
   };
 }

@@ -1,4 +1,4 @@
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** fsyncs a directory so a rename into it survives a crash. */
@@ -20,10 +20,15 @@ export async function commitFile(tempPath: string, finalPath: string, fsync: boo
 }
 
 /** Writes a small file atomically (temp, fsync, rename). */
-export async function writeFileAtomic(tempPath: string, finalPath: string, data: Buffer | string, fsync: boolean): Promise<void> {
+export function writeFileAtomic(tempPath: string, finalPath: string, data: Buffer | string, fsync: boolean): Promise<void> {
+  return writeAtomic(tempPath, finalPath, (handle) => handle.writeFile(data), fsync);
+}
+
+/** Writes a file atomically through `write` (temp, fsync, rename); the temp file goes on failure. */
+export async function writeAtomic(tempPath: string, finalPath: string, write: (handle: FileHandle) => Promise<void>, fsync: boolean): Promise<void> {
   const handle = await open(tempPath, 'wx');
   try {
-    await handle.writeFile(data);
+    await write(handle);
     if (fsync) await handle.datasync();
   } catch (err) {
     await handle.close();

@@ -2,14 +2,17 @@
  * Committed blobs on disk, indexed in memory by digest with their sizes, and the disk
  * budget of the whole cache: committed blobs, the bytes charged by other stores (the
  * manifests) and the space held by fills in progress together stay within `maxSize`;
- * least recently used blobs are evicted to make room. Knows digests, files and sizes only.
+ * least recently used blobs are evicted to make room, never one being read. The index
+ * outlives a restart as a snapshot (blob-index-snapshot.ts). Knows digests, files and sizes only.
  */
 import type { Writable } from 'node:stream';
-import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { commitFile } from './atomic-file.js';
+import { BlobIndex } from './blob-index.js';
+import { dirIdOf, quietDirs, scanBlobs } from './blob-index-scan.js';
+import { readSnapshot, writeSnapshot } from './blob-index-snapshot.js';
 import type { FillSpace } from './fill.js';
 import type { CacheLayout } from './layout.js';
 import { OpenFiles, type OpenFile, type OpenFilesOptions } from './open-files.js';
@@ -26,6 +29,8 @@ export interface BlobStoreOptions {
   syncReadMax: number;
   /** Descriptors of cached blobs kept open between requests. */
   openFiles: OpenFilesOptions;
+  /** Seconds between writes of the index snapshot (each only if the index changed); undefined: at close only. */
+  snapshotInterval?: number;
 }
 
 export interface BlobStoreEvents {
@@ -34,41 +39,95 @@ export interface BlobStoreEvents {
   onEvict(): void;
   /** A copy's read was slower than `syncReadMax`: the page cache did not have the blob. */
   onSlowRead(): void;
+  /** The index is loaded (init is about to resolve). */
+  onIndexLoad?(load: IndexLoad): void;
+  /** A snapshot of `blobs` entries was written, or failed with `err`. */
+  onIndexSave?(blobs: number, seconds: number, err: Error | undefined): void;
 }
 
 export interface OpenBlob {
   readonly size: number;
   /**
    * Writes bytes [start, end) of the blob to `dest` and ends it; `done` once `dest` is over.
-   * The file stays readable even if it is evicted meanwhile.
+   * The blob is not evicted while it is open (and stays readable if another process removes it).
    */
   sendTo(dest: Writable, start: number, end: number, done: (err: Error | undefined) => void): void;
   /** Lets the file go (once the copy is done, or instead of one). */
   close(): void;
 }
 
-/** An index entry: an object, so a re-commit of a digest replaces (and disposes) the old one. */
-interface Entry {
-  readonly size: number;
+/** How a start found the index: from the snapshot checked against the directory, or by a walk of every file. */
+export interface IndexLoad {
+  readonly from: 'snapshot' | 'walk';
+  /** Why there was no usable snapshot (walk only). */
+  readonly problem?: string;
+  readonly blobs: number;
+  /** Blob directories read (the others had not changed since the snapshot). */
+  readonly dirsRead: number;
+  /** Files the snapshot did not list (every file, for a walk), entries whose file was gone, paths removed. */
+  readonly unlisted: number;
+  readonly missing: number;
+  readonly removed: number;
+  readonly seconds: number;
+}
+
+/** How many holders each key has (readers of a blob, changes of a directory). */
+class Holds {
+  private readonly counts = new Map<string, number>();
+
+  get size(): number {
+    return this.counts.size;
+  }
+
+  has(key: string): boolean {
+    return this.counts.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.counts.keys();
+  }
+
+  /** One more holder of `key`; the function returned lets go (once). */
+  hold(key: string): () => void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const left = (this.counts.get(key) ?? 1) - 1;
+      if (left > 0) this.counts.set(key, left);
+      else this.counts.delete(key);
+    };
+  }
 }
 
 export class BlobStore {
   private readonly layout: CacheLayout;
-  private readonly index: LRUCache<string, Entry>;
+  private index = new BlobIndex();
   private readonly maxSize: number;
   private readonly maxBlobSize: number;
-  /** Bytes of committed blobs (files on disk; the index counts an empty blob as 1). */
-  private blobBytes = 0;
   /** Bytes other stores charged (the manifests on disk). */
   private charged = 0;
   /** Bytes held for fills in progress. */
   private held = 0;
+  /**
+   * Blob directories (by id) with a rename not yet indexed or an unlink of an evicted blob
+   * not yet done: a snapshot does not vouch for them (a crash would leave them unlike it).
+   */
+  private readonly changing = new Holds();
+  /** Readers of each blob open now: an eviction passes them over, so no file is unlinked under its reader. */
+  private readonly readers = new Holds();
   /** Unlinks of evicted blobs not yet done (start-up waits for them). */
   private readonly removing = new Set<Promise<void>>();
   private readonly events: BlobStoreEvents;
   private readonly fsync: boolean;
   private readonly syncReads: SyncReads | undefined;
   private readonly files: OpenFiles;
+  private readonly snapshotMs: number | undefined;
+  private snapshotTimer: NodeJS.Timeout | undefined;
+  /** The index changed (a use, a commit, an eviction) since the snapshot on disk was written. */
+  private dirty = false;
+  private saving: Promise<void> | undefined;
 
   constructor(layout: CacheLayout, options: BlobStoreOptions, events: BlobStoreEvents) {
     this.layout = layout;
@@ -78,82 +137,120 @@ export class BlobStore {
     this.files = new OpenFiles(options.openFiles);
     this.maxSize = options.maxSize;
     this.maxBlobSize = Math.min(options.maxBlobSize, options.maxSize);
-    this.index = new LRUCache<string, Entry>({
-      maxSize: options.maxSize,
-      sizeCalculation: (entry) => Math.max(1, entry.size),
-      dispose: (entry, key, reason) => {
-        this.blobBytes -= entry.size;
-        // 'set' replaces an entry after a re-fill of the same file; only evictions remove files.
-        if (reason !== 'evict' && reason !== 'delete') return;
-        this.files.drop(key);
-        const digest = parseDigest(key);
-        if (digest) {
-          const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(
-            () => void this.removing.delete(removed),
-            () => void this.removing.delete(removed),
-          );
-          this.removing.add(removed);
-        }
-        if (reason === 'evict') this.events.onEvict();
-      },
-    });
+    this.snapshotMs = options.snapshotInterval === undefined ? undefined : Math.max(1, Math.round(options.snapshotInterval * 1000));
   }
 
   /**
-   * Creates the directories, drops fills a crash left behind, removes what is not a blob
-   * (or is larger than what is kept) and indexes the rest, oldest first; what the budget
-   * cannot hold is evicted, so it holds after a restart. Charge other stores first.
+   * Creates the directories, drops fills a crash left behind, loads the index snapshot
+   * and checks it against blobs/ (without one: stats every file, oldest first), removes
+   * what is not a blob (or is larger than what is kept); what the budget cannot hold is
+   * evicted, least recently used first, so it holds after a restart. Charge other stores first.
    */
   async init(): Promise<void> {
+    const started = performance.now();
     await rm(this.layout.tmp, { recursive: true, force: true });
     await mkdir(this.layout.tmp, { recursive: true });
     await mkdir(this.layout.blobs, { recursive: true });
-    const found: Array<{ key: string; size: number; mtime: number }> = [];
-    const stray: string[] = [];
-    for (const algorithm of await readdir(this.layout.blobs)) {
-      const algDir = join(this.layout.blobs, algorithm);
-      const prefixes = await readdir(algDir).catch(() => undefined);
-      if (!prefixes) stray.push(algDir);
-      for (const prefix of prefixes ?? []) {
-        const prefixDir = join(algDir, prefix);
-        const names = await readdir(prefixDir).catch(() => undefined);
-        if (!names) stray.push(prefixDir);
-        for (const hex of names ?? []) {
-          const digest = parseDigest(`${algorithm}:${hex}`);
-          const path = join(prefixDir, hex);
-          const st = digest && this.layout.blobPath(digest) === path ? await stat(path).catch(() => undefined) : undefined;
-          if (digest && st?.isFile() && st.size <= this.maxBlobSize) found.push({ key: digest.value, size: st.size, mtime: st.mtimeMs });
-          else stray.push(path);
-        }
-      }
+    await mkdir(this.layout.index, { recursive: true });
+    for (const name of await readdir(this.layout.index)) {
+      if (join(this.layout.index, name) !== this.layout.indexSnapshot) await rm(join(this.layout.index, name), { recursive: true, force: true });
     }
-    for (const path of stray) await rm(path, { recursive: true, force: true });
-    found.sort((a, b) => a.mtime - b.mtime);
-    for (const f of found) this.indexBlob(f.key, f.size);
+    const snapshot = await readSnapshot(this.layout.indexSnapshot);
+    const listed = 'entries' in snapshot ? snapshot : undefined;
+    const scan = await scanBlobs(this.layout, listed, this.maxBlobSize);
+    this.index = new BlobIndex(scan.entries);
     this.makeRoom(0);
     await Promise.all(this.removing);
     this.report();
+    // A snapshot that said what the directories hold, and vouched for each, needs no rewrite until the index changes.
+    this.dirty ||= !listed || scan.dirsRead + scan.unlisted + scan.missing + scan.removed > 0;
+    this.events.onIndexLoad?.({
+      from: listed ? 'snapshot' : 'walk',
+      ...('problem' in snapshot ? { problem: snapshot.problem } : {}),
+      blobs: this.index.count,
+      dirsRead: scan.dirsRead,
+      unlisted: scan.unlisted,
+      missing: scan.missing,
+      removed: scan.removed,
+      seconds: (performance.now() - started) / 1000,
+    });
+    if (this.snapshotMs !== undefined) {
+      this.snapshotTimer = setInterval(() => void this.saveIndex(), this.snapshotMs);
+      this.snapshotTimer.unref();
+    }
+    if (this.dirty) void this.saveIndex();
+  }
+
+  /**
+   * Writes the index snapshot if the index changed since the last one (one write at a
+   * time; a failure is reported and the next interval tries again).
+   */
+  saveIndex(): Promise<void> {
+    if (this.saving || !this.dirty) return this.saving ?? Promise.resolve();
+    this.dirty = false;
+    this.saving = this.writeIndex().finally(() => {
+      this.saving = undefined;
+    });
+    return this.saving;
+  }
+
+  private async writeIndex(): Promise<void> {
+    const started = performance.now();
+    try {
+      const dirs = await quietDirs(this.layout, new Set(this.changing.keys()));
+      const blobs = await writeSnapshot(dirs, this.index.oldestFirst(), this.layout.indexTempPath(), this.layout.indexSnapshot, this.fsync);
+      this.events.onIndexSave?.(blobs, (performance.now() - started) / 1000, undefined);
+    } catch (err) {
+      this.dirty = true;
+      this.events.onIndexSave?.(0, (performance.now() - started) / 1000, err as Error);
+    }
   }
 
   private report(): void {
-    this.events.onSizeChange(this.used, this.index.size);
+    this.events.onSizeChange(this.used, this.index.count);
   }
 
   /** Bytes counted against the budget. */
   private get used(): number {
-    return this.blobBytes + this.charged + this.held;
+    return this.index.bytes + this.charged + this.held;
   }
 
-  /** Evicts least recently used blobs until `extra` more bytes fit; false when even an empty index leaves no room. */
+  /** Evicts least recently used blobs until `extra` more bytes fit; false when what is left is being read or held. */
   private makeRoom(extra: number): boolean {
-    while (this.used + extra > this.maxSize && this.index.size > 0) this.index.pop();
+    while (this.used + extra > this.maxSize && this.evictOne());
     return this.used + extra <= this.maxSize;
   }
 
-  private indexBlob(key: string, size: number): void {
-    const entry = { size };
-    this.index.set(key, entry);
-    if (this.index.peek(key) === entry) this.blobBytes += size;
+  /**
+   * Evicts the least recently used blob that nobody is reading. One being read is passed
+   * over and counts as used now (it is): at most one move per open blob, whatever the size
+   * of the cache. False when every blob left is being read.
+   */
+  private evictOne(): boolean {
+    for (let passes = this.readers.size; passes >= 0; passes--) {
+      const key = this.index.oldest();
+      if (key === undefined) return false;
+      if (this.readers.has(key)) {
+        this.index.touch(key);
+        continue;
+      }
+      this.index.remove(key);
+      this.files.drop(key);
+      this.dirty = true;
+      const digest = parseDigest(key);
+      if (digest) {
+        const settled = this.changing.hold(dirIdOf(key));
+        const done = (): void => {
+          settled();
+          this.removing.delete(removed);
+        };
+        const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(done, done);
+        this.removing.add(removed);
+      }
+      this.events.onEvict();
+      return true;
+    }
+    return false;
   }
 
   /**
@@ -201,43 +298,85 @@ export class BlobStore {
    * TLS connection (curl, 35 requests): 0.77-1.04 ms before, 0.57-0.77 after.
    */
   async open(digest: Digest): Promise<OpenBlob | undefined> {
-    if (this.index.get(digest.value) === undefined) return undefined;
+    const key = digest.value;
+    if (this.index.touch(key) === undefined) return undefined;
+    this.dirty = true;
     const path = this.layout.blobPath(digest);
     let file: OpenFile;
     try {
-      file = this.syncReads ? this.files.openNow(digest.value, path) : await this.files.openLater(digest.value, path);
+      file = this.syncReads ? this.files.openNow(key, path) : await this.files.openLater(key, path);
     } catch (err) {
       // Out of descriptors (or an I/O error) says nothing about the file: it stays indexed.
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-      // Removed behind our back (or evicted between the lookup and the open): a miss.
-      this.index.delete(digest.value);
+      // Removed behind our back (`registry-edge cache rm`, another process): a miss, and out of the index.
+      if (this.index.remove(key) !== undefined) this.files.drop(key);
       this.report();
       return undefined;
     }
+    const readerGone = this.reading(key);
     const { fd, size } = file;
-    return { size, sendTo: (dest, start, end, done) => pumpFile(fd, start, end, dest, done, this.syncReads), close: () => file.release() };
+    return {
+      size,
+      sendTo: (dest, start, end, done) => pumpFile(fd, start, end, dest, done, this.syncReads),
+      close: () => {
+        file.release();
+        readerGone();
+      },
+    };
   }
 
-  /** Closes the descriptors kept open; copies still running keep theirs until they end. */
-  close(): void {
+  /**
+   * Counts a reader of `key` (not evicted while it has one); the function returned lets
+   * go (once): the blob may be evicted again, and room an eviction could not make while it
+   * was read is made now.
+   */
+  private reading(key: string): () => void {
+    const release = this.readers.hold(key);
+    return () => {
+      release();
+      if (this.used > this.maxSize) {
+        this.makeRoom(0);
+        this.report();
+      }
+    };
+  }
+
+  /** Writes the index snapshot and closes the descriptors kept open; copies still running keep theirs until they end. */
+  async close(): Promise<void> {
+    clearInterval(this.snapshotTimer);
     this.files.close();
+    await this.saving;
+    await this.saveIndex();
   }
 
   /** Size of a committed blob without opening it. */
   sizeOf(digest: Digest): number | undefined {
-    return this.index.peek(digest.value)?.size;
+    return this.index.peek(digest.value);
   }
 
-  /** Moves a verified fill into place and indexes it in the space held for it (which may evict older blobs). */
-  async commit(digest: Digest, tempPath: string, size: number, space: FillSpace): Promise<void> {
-    await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
+  /**
+   * Moves a verified fill into place and indexes it in the space held for it (which may
+   * evict older blobs). The blob counts as read (not evicted) until the function returned
+   * is called: the fill's followers may still be reading its descriptor.
+   */
+  async commit(digest: Digest, tempPath: string, size: number, space: FillSpace): Promise<() => void> {
+    const key = digest.value;
+    const settled = this.changing.hold(dirIdOf(key));
+    try {
+      await commitFile(tempPath, this.layout.blobPath(digest), this.fsync);
+    } finally {
+      settled();
+    }
     // The path names a new file now: let go of a kept descriptor of the one it replaced, so its space comes back.
-    this.files.drop(digest.value);
+    this.files.drop(key);
     space.release();
-    this.indexBlob(digest.value, size);
+    this.index.add(key, size);
+    this.dirty = true;
+    const readersGone = this.reading(key);
     this.makeRoom(0);
     this.report();
+    return readersGone;
   }
 
   tempPath(digest: Digest): string {

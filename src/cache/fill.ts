@@ -47,8 +47,12 @@ export interface FillSpace {
 export interface FillHooks {
   /** Holds `bytes` of the cache budget for this fill, or undefined: the blob is streamed to its readers and not kept. */
   reserve(bytes: number): FillSpace | undefined;
-  /** Moves the verified temp file into the store (taking over `space`); the fill is done when this resolves. */
-  commit(tempPath: string, size: number, space: FillSpace): Promise<void>;
+  /**
+   * Moves the verified temp file into the store (taking over `space`); the fill is done
+   * when this resolves, with what to call once its readers have let go of the file (the
+   * store does not evict the blob under them until then).
+   */
+  commit(tempPath: string, size: number, space: FillSpace): Promise<() => void>;
   /** A write to the cache failed (the fill goes on uncached). */
   onWriteError(err: Error): void;
   onBytes(n: number): void;
@@ -88,6 +92,8 @@ export class Fill extends EventEmitter {
   private readonly tempPath: string | undefined;
   private handle: FileHandle | undefined;
   private refs = 1; // the writer's own reference
+  /** Tells the store, once the committed file has no reader left here, that it may be evicted. */
+  private readersGone: (() => void) | undefined;
   /** verified: every byte is in and hashes right, so readers may finish while the file is made durable and committed. */
   private state: 'starting' | 'filling' | 'verified' | 'committed' | 'failed' = 'starting';
   private failure: Error | undefined;
@@ -241,7 +247,7 @@ export class Fill extends EventEmitter {
       if (onDisk !== this.received || writer.written !== this.received) {
         throw new FillError('write_error', `the temp file holds ${onDisk} of the ${this.received} bytes hashed`);
       }
-      await hooks.commit(tempPath, this.received, this.space);
+      this.readersGone = await hooks.commit(tempPath, this.received, this.space);
       this.state = 'committed';
     } catch (err) {
       src.body.destroy();
@@ -377,6 +383,7 @@ export class Fill extends EventEmitter {
     if (this.refs === 0 && this.handle) {
       const handle = this.handle;
       this.handle = undefined;
+      this.readersGone?.();
       await handle.close().catch(() => undefined);
     }
   }

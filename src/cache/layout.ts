@@ -4,6 +4,8 @@
  *   <dir>/blobs/<alg>/<first 2 hex>/<hex>       committed blobs, named by their verified digest
  *   <dir>/manifests/<alg>/<first 2 hex>/<hex>   "<media type>\n" then the manifest's exact bytes
  *   <dir>/tags/<sha256(name:tag)>.json          last known tag -> digest mapping
+ *   <dir>/index/snapshot                        every committed blob's digest and size, least recently used first
+ *   <dir>/index/snapshot.<random>               a snapshot being written (removed at start)
  *   <dir>/tmp/                                  fills and writes in progress (same filesystem, so rename is atomic)
  *
  * Every name below <dir> is built from a validated digest or a hash, never from raw request text.
@@ -18,6 +20,8 @@ export class CacheLayout {
   readonly manifests: string;
   readonly tags: string;
   readonly tmp: string;
+  readonly index: string;
+  readonly indexSnapshot: string;
 
   constructor(root: string) {
     this.root = root;
@@ -25,6 +29,8 @@ export class CacheLayout {
     this.manifests = join(root, 'manifests');
     this.tags = join(root, 'tags');
     this.tmp = join(root, 'tmp');
+    this.index = join(root, 'index');
+    this.indexSnapshot = join(this.index, 'snapshot');
   }
 
   blobPath(digest: Digest): string {
@@ -41,5 +47,10 @@ export class CacheLayout {
 
   tempPath(label: string): string {
     return join(this.tmp, `${label}.${randomBytes(6).toString('hex')}`);
+  }
+
+  /** Next to the snapshot, not in tmp/: tmp/ holds fills only, and what they hold counts against the budget. */
+  indexTempPath(): string {
+    return `${this.indexSnapshot}.${randomBytes(6).toString('hex')}`;
   }
 }

@@ -86,6 +86,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.open_files_idle', type: 'duration', default: '60s', min: 0.001, max: TIMER_MAX, doc: 'How long an unused descriptor of cache.open_files stays open (nginx open_file_cache inactive).' },
   { path: 'cache.max_blob_size', type: 'bytes', default: '0', min: 0, doc: 'Largest blob kept in the cache; a larger one is streamed to its clients (still verified) and not kept. 0: half of cache.maxsize. Never more than cache.maxsize.' },
   { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
+  { path: 'cache.index_snapshot_interval', type: 'duration', default: '5m', min: 1, max: TIMER_MAX, doc: 'How often the blob index (every cached digest, its size and the least-recently-used order) is written to `index/snapshot` under cache.dir when it changed; also at shutdown. A restart reads it instead of a stat of every blob; after a crash, the uses of blobs since the last snapshot are lost from the order (commits and removals are found again on disk).' },
   { path: 'default_origin', type: 'string', default: '', doc: 'With origins: the origin (one of its hosts) for requests that name none (no ?ns=, no host prefix), e.g. Docker\'s registry-mirrors for docker.io. Required when origins is set; without origins there is one origin, built from the top-level keys.' },
   { path: 'unknown_ns', type: 'enum', default: 'refuse', values: ['refuse', 'default'], doc: 'With origins: a ?ns= naming no configured origin is refused (404 NAME_UNKNOWN, nothing dialled), or served by default_origin as if it had named none (no OCI-Namespace then). The edge never dials a host it was not configured with.' },
   { path: 'prewarm.token', type: 'string', default: '', doc: 'Bearer token the centre\'s registry sends to POST /notify on the admin listener (its notifications.endpoints[].headers: Authorization: [Bearer <token>]), and that `registry-edge prefetch` sends to POST /prefetch; compared in constant time. Empty: both routes are off (404). Prefer the env override.' },
@@ -164,6 +165,7 @@ export interface Config {
     readonly open_files_idle: number;
     readonly max_blob_size: number;
     readonly write_retry_interval: number;
+    readonly index_snapshot_interval: number;
   };
   readonly startup: { readonly timeout: number };
   readonly prewarm: {

@@ -12,6 +12,7 @@ const MAX_NAME_LENGTH = 255;
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
 const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha512: 128 };
+const HEX_RE = /^[a-f0-9]+$/;
 
 export interface Digest {
   readonly algorithm: DigestAlgorithm;
@@ -34,9 +35,14 @@ export function parseDigest(text: string): Digest | undefined {
   if (colon < 0) return undefined;
   const algorithm = text.slice(0, colon);
   const hex = text.slice(colon + 1);
-  if (algorithm !== 'sha256' && algorithm !== 'sha512') return undefined;
-  if (hex.length !== HEX_LENGTH[algorithm] || !/^[a-f0-9]+$/.test(hex)) return undefined;
+  if (!isDigestHex(algorithm, hex)) return undefined;
   return { algorithm, hex, value: text };
+}
+
+/** Whether `hex` is the hex part of a digest of `algorithm` (without building the digest). */
+export function isDigestHex(algorithm: string, hex: string): algorithm is DigestAlgorithm {
+  if (algorithm !== 'sha256' && algorithm !== 'sha512') return false;
+  return hex.length === HEX_LENGTH[algorithm] && HEX_RE.test(hex);
 }
 
 /** True for strings shaped like a digest (`alg:...`), valid or not, so they are not mistaken for tags. */
