@@ -25,6 +25,7 @@ import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
 import { RemoteRegistry } from './upstream/remote-registry.js';
 import { upstreamAuth } from './upstream/upstream-auth.js';
 import { LocalRegistry } from './cache/local-registry.js';
+import type { ZoneFills } from './zone/zone-fills.js';
 
 export interface Origin {
   /** The host clients name it by ('' for the one origin of a config without origins). */
@@ -64,6 +65,8 @@ export interface SharedParts {
   readonly blobCache: BlobCache;
   readonly manifestStore: ManifestStore;
   readonly membership: Membership;
+  /** Where a miss's bytes come from: the origin under the zone's lease, or the replica holding it. */
+  readonly zoneFills: ZoneFills;
   readonly edge: Config;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -102,7 +105,7 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
     maxManifestBytes: edge.cache.manifest_max_bytes,
     onDigestMismatch: () => metrics.digestMismatches.inc({ kind: 'manifest' }),
   });
-  const blobs = new BlobService(shared.blobCache, local, remote, membership);
+  const blobs = new BlobService(shared.blobCache, local, remote, membership, shared.zoneFills);
   const manifests = new ManifestService(
     manifestStore,
     local,

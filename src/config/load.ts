@@ -286,6 +286,9 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
     problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
   }
+  const { peer, secret } = config.zone;
+  if (peer.addr && !secret) problems.push(`${named('zone.secret')}: must be set when zone.peer.addr is set (the replicas of the zone authenticate to each other with it)`);
+  if (peer.tls && !config.http.tls.certificate) problems.push(`${named('zone.peer.tls')}: needs http.tls.certificate and http.tls.key (the peer listener serves that pair)`);
   return problems;
 }
 

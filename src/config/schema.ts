@@ -82,6 +82,11 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
   { path: 'default_origin', type: 'string', default: '', doc: 'With origins: the origin (one of its hosts) for requests that name none (no ?ns=, no host prefix), e.g. Docker\'s registry-mirrors for docker.io. Required when origins is set; without origins there is one origin, built from the top-level keys.' },
   { path: 'unknown_ns', type: 'enum', default: 'refuse', values: ['refuse', 'default'], doc: 'With origins: a ?ns= naming no configured origin is refused (404 NAME_UNKNOWN, nothing dialled), or served by default_origin as if it had named none (no OCI-Namespace then). The edge never dials a host it was not configured with.' },
+  { path: 'zone.secret', type: 'string', default: '', doc: 'Shared by the replicas of one zone: the bearer token their peer listeners require of each other (prefer the env override REGISTRY_EDGE_ZONE_SECRET). Required with zone.peer.addr.' },
+  { path: 'zone.peer.addr', type: 'addr', optional: true, default: '', doc: 'host:port of the peer listener, from which the zone\'s other replicas stream the blobs this one holds or is filling (never an origin fetch on their behalf). Keep it on the internal network; empty: off.' },
+  { path: 'zone.peer.url', type: 'url', optional: true, default: '', doc: 'How the other replicas reach this one\'s peer listener, e.g. http://10.0.3.7:5002 (https:// with zone.peer.tls). Required with zone.redis.url and zone.peer.addr.' },
+  { path: 'zone.peer.tls', type: 'bool', default: false, doc: 'Serve the peer listener over TLS with the http.tls.* pair (reloaded with it); the other replicas must trust that certificate for the zone.peer.url host (NODE_EXTRA_CA_CERTS).' },
+  { path: 'zone.peer.timeout', type: 'duration', default: '2s', min: 0.001, max: TIMER_MAX, doc: 'How long a replica waits for a peer\'s connection and answer headers; past it the peer counts as gone and its fill lease is taken over.' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
@@ -152,6 +157,10 @@ export interface Config {
     readonly write_retry_interval: number;
   };
   readonly startup: { readonly timeout: number };
+  readonly zone: {
+    readonly secret: string;
+    readonly peer: { readonly addr: string; readonly url: string; readonly tls: boolean; readonly timeout: number };
+  };
   readonly default_origin: string;
   readonly unknown_ns: 'refuse' | 'default';
   /**

@@ -119,6 +119,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly zoneLeases = new Counter({
+    name: 'registry_edge_zone_leases_total',
+    help: 'Who fetches a missed blob from the origin, per miss this replica led: held (this replica, under the zone\'s lease; every miss of a lone edge), peer (another replica holding the lease: streamed from it), takeover (a holder that could not be reached: its lease taken over).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly zonePeerFills = new Counter({
+    name: 'registry_edge_zone_peer_fills_total',
+    help: 'Fills streamed from a zone peer, by result: the fill\'s own (committed, upstream_error: the peer failed mid-body, digest_mismatch, ...), or why the peer gave no body (unreachable, absent: it no longer held the blob, refused: it answered otherwise, e.g. 401 for a zone.secret that differs).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly zonePeerServedBytes = new Counter({
+    name: 'registry_edge_zone_peer_served_bytes_total',
+    help: 'Blob bytes this replica\'s peer listener sent to the zone\'s other replicas (complete answers).',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
   }
