@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-peers.sh "test peers" docker-registry=docker-registry skopeo=skopeo containerd=containerd \
-  ctr=containerd openssl=openssl htpasswd=apache2-utils
+  ctr=containerd openssl=openssl htpasswd=apache2-utils redis-server=redis-server
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent

@@ -139,6 +139,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly zoneRedisErrors = new Counter({
+    name: 'registry_edge_zone_redis_errors_total',
+    help: 'Calls to the zone\'s Redis answered as a lone edge would (a lease of its own, no shared fact) because Redis failed, timed out or was unreachable, by op (lease, renew, release, fact, claim_once, connect).',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+
+  readonly zoneRedisUp = new Gauge({
+    name: 'registry_edge_zone_redis_up',
+    help: '1 while the zone\'s Redis answers (fills and facts shared with the other replicas); 0 while this edge works alone.',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'registry_edge_' });
   }
