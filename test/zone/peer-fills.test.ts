@@ -93,6 +93,24 @@ async function miss(run: Run, cache: BlobCache, digest: Digest, origin: () => Pr
   return { ...got, fillError: fill.error };
 }
 
+/**
+ * The holder fills a 1 MiB blob from `source` (its first `landed` bytes in), and the
+ * follower replica, told the holder has the lease, is following it.
+ */
+async function followingHolder(landed: number): Promise<{ run: Run; data: Buffer; d: Digest; source: PassThrough; following: ReturnType<typeof miss> }> {
+  const run = zoneOf();
+  const data = randomBytes(1 << 20);
+  const d = digestOf(data);
+  const source = new PassThrough();
+  const held = await holder.cache.lookup(d, async () => ({ body: source, size: data.length }));
+  assert.ok(held.kind === 'fill');
+  source.write(data.subarray(0, landed));
+  run.coordinator.claims.push({ kind: 'peer', peer: holder.url });
+  const following = miss(run, follower.cache, d, fromBytes(Buffer.alloc(0)));
+  await waitFor(() => follower.cache.inflightFill(d) !== undefined || undefined, { what: 'the follower replica\'s fill' });
+  return { run, data, d, source, following };
+}
+
 const fromBytes = (data: Buffer) => async (): Promise<FillSource> => ({ body: Readable.from([data]), size: data.length });
 
 test('lease: the origin is read and the lease released once the fill settles, committed or failed', async () => {
@@ -115,16 +133,7 @@ test('lease: the origin is read and the lease released once the fill settles, co
 });
 
 test('peer: the holder\'s fill is streamed while it lands, verified and kept; the origin is only asked to confirm', async () => {
-  const run = zoneOf();
-  const data = randomBytes(1 << 20);
-  const d = digestOf(data);
-  const source = new PassThrough();
-  const held = await holder.cache.lookup(d, async () => ({ body: source, size: data.length }));
-  assert.ok(held.kind === 'fill');
-  source.write(data.subarray(0, 1000));
-  run.coordinator.claims.push({ kind: 'peer', peer: holder.url });
-  const following = miss(run, follower.cache, d, fromBytes(Buffer.alloc(0)));
-  await waitFor(() => follower.cache.inflightFill(d) !== undefined || undefined, { what: 'the follower replica\'s fill' });
+  const { run, data, d, source, following } = await followingHolder(1000);
   source.end(data.subarray(1000));
   const got = await following;
   assert.equal(got.error, undefined);
@@ -165,16 +174,7 @@ test('a peer without the blob (404) is taken over too: whoever holds the lease n
 });
 
 test('a peer that fails mid-body fails that fill cleanly (reader cut, nothing kept); the next miss succeeds', async () => {
-  const run = zoneOf();
-  const data = randomBytes(1 << 20);
-  const d = digestOf(data);
-  const source = new PassThrough();
-  const held = await holder.cache.lookup(d, async () => ({ body: source, size: data.length }));
-  assert.ok(held.kind === 'fill');
-  source.write(data.subarray(0, 300_000));
-  run.coordinator.claims.push({ kind: 'peer', peer: holder.url });
-  const following = miss(run, follower.cache, d, fromBytes(Buffer.alloc(0)));
-  await waitFor(() => follower.cache.inflightFill(d) !== undefined || undefined, { what: 'the follower replica\'s fill' });
+  const { run, data, d, source, following } = await followingHolder(300_000);
   source.destroy(new Error('the holder\'s origin went away'));
   const got = await following;
   assert.ok(got.error, 'the reader is cut');
