@@ -70,11 +70,15 @@ export async function createZonePeers(parts: ZonePeersParts): Promise<ZonePeers>
     tls = peer.tls ? await underKey('zone.peer.tls', `cannot load ${certificate} with ${key}`, TlsListener.create({ certificate, key }, options, handler, log)) : undefined;
     server = tls?.server ?? createServer(options, handler);
     server.setTimeout(ms(config.http.body_timeout));
-    server.on('error', (err) => log.error({ err, key: 'zone.peer.addr' }, 'peer listener error'));
   }
   return {
     fills,
-    listen: async () => (server ? underKey('zone.peer.addr', `cannot listen on ${peer.addr}`, listen(server, peer.addr)) : undefined),
+    async listen() {
+      if (!server) return undefined;
+      const address = await underKey('zone.peer.addr', `cannot listen on ${peer.addr}`, listen(server, peer.addr));
+      server.on('error', (err) => log.error({ err, key: 'zone.peer.addr' }, 'peer listener error'));
+      return address;
+    },
     reload: async () => void (await tls?.reload('reload')),
     async stopListening(graceMs) {
       tls?.stopWatching();
