@@ -3,7 +3,7 @@
  * (one undici Agent for all of them) and, with zone.peer.addr, the peer listener that
  * serves them, with the client listeners' limits (http.*) and optionally their TLS pair.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Agent } from 'undici';
 import type { BlobCache } from '../cache/blob-cache.js';
 import type { ManifestStore } from '../cache/manifest-store.js';
@@ -57,14 +57,22 @@ export async function createZonePeers(parts: ZonePeersParts): Promise<ZonePeers>
   );
   let server: Server | undefined;
   let tls: TlsListener | undefined;
+  let draining = false;
   if (peer.addr) {
-    const handler = createPeerHandler({
+    const serve = createPeerHandler({
       blobCache: parts.blobCache,
       manifests: parts.manifestStore,
       secret,
       onServedBytes: (n) => metrics.zonePeerServedBytes.inc(n),
       log: log.child({ listener: 'zone.peer' }),
     });
+    // Peers keep their connections alive: once stopping, each answer is the connection's last.
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      if (draining) res.setHeader('connection', 'close');
+      // An answer already under way when stopping began leaves an idle connection behind it.
+      res.once('close', () => void (draining && setImmediate(() => server?.closeIdleConnections())));
+      serve(req, res);
+    };
     const options = clientServerOptions(ms(config.http.headers_timeout), ms(config.http.idle_timeout));
     const { certificate, key } = config.http.tls;
     tls = peer.tls ? await underKey('zone.peer.tls', `cannot load ${certificate} with ${key}`, TlsListener.create({ certificate, key }, options, handler, log)) : undefined;
@@ -81,6 +89,7 @@ export async function createZonePeers(parts: ZonePeersParts): Promise<ZonePeers>
     },
     reload: async () => void (await tls?.reload('reload')),
     async stopListening(graceMs) {
+      draining = true;
       tls?.stopWatching();
       if (server?.listening) await closeServer(server, graceMs);
     },
