@@ -3,8 +3,9 @@
  * one fill from the upstream that every concurrent request for the digest follows.
  */
 import type { Writable } from 'node:stream';
-import type { BlobCache, Lookup } from '../cache/blob-cache.js';
-import { FillError, type FillSource } from '../cache/fill.js';
+import type { BlobCache } from '../cache/blob-cache.js';
+import type { OpenBlob } from '../cache/blob-store.js';
+import { FillError, type Fill, type FillSource } from '../cache/fill.js';
 import type { LocalRegistry } from '../cache/local-registry.js';
 import type { Digest } from '../oci/grammar.js';
 import { RegistryError } from '../oci/errors.js';
@@ -86,12 +87,13 @@ export class BlobService {
         const forget = (): void => void (this.fetching.get(digest) === req.name && this.fetching.delete(digest));
         fill.ready.then(forget, forget);
       }
+      if (found.kind === 'hit') return hitBody(found.blob, req.range);
       try {
-        const body = await bodyOf(found, req.range);
+        const body = await fillBody(found.fill, req.range);
         if (body) return body;
       } catch (err) {
         const refused = err instanceof FillError && err.reason === 'source_refused';
-        if (refused && found.kind === 'fill' && !found.leader) continue;
+        if (refused && !found.leader) continue;
         throw refused ? err.cause : err;
       }
     }
@@ -129,27 +131,27 @@ export class BlobService {
   }
 }
 
-/**
- * What a lookup found as a body for `range`: a committed blob, or a reader following the
- * fill once its source answered (rejecting as the fill failed). Undefined when the fill
- * can no longer serve from the range's start (committed and closed meanwhile): look again.
- */
-export async function bodyOf(found: Lookup, requested: RangeSpec | undefined): Promise<BlobBody | undefined> {
-  if (found.kind === 'hit') {
-    const { blob } = found;
-    const range = requested ? resolveRange(requested, blob.size) : undefined;
-    if (range === 'unsatisfiable') {
-      blob.close();
-      throw unsatisfiable(blob.size);
-    }
-    const send: BlobBody['send'] = (dest, done) =>
-      blob.sendTo(dest, range?.start ?? 0, range?.end ?? blob.size, (err) => {
-        blob.close();
-        done(err);
-      });
-    return { source: 'cache', size: blob.size, range, send };
+/** A committed blob as the body for `requested` (the whole blob when undefined). */
+export function hitBody(blob: OpenBlob, requested: RangeSpec | undefined): BlobBody {
+  const range = requested ? resolveRange(requested, blob.size) : undefined;
+  if (range === 'unsatisfiable') {
+    blob.close();
+    throw unsatisfiable(blob.size);
   }
-  const { fill } = found;
+  const send: BlobBody['send'] = (dest, done) =>
+    blob.sendTo(dest, range?.start ?? 0, range?.end ?? blob.size, (err) => {
+      blob.close();
+      done(err);
+    });
+  return { source: 'cache', size: blob.size, range, send };
+}
+
+/**
+ * A reader following `fill` as the body for `requested`, once its source answered
+ * (rejecting as the fill failed). Undefined when the fill can no longer serve from the
+ * range's start (committed and closed meanwhile): look again.
+ */
+export async function fillBody(fill: Fill, requested: RangeSpec | undefined): Promise<BlobBody | undefined> {
   const size = await fill.ready;
   const range = requested && size !== undefined ? resolveRange(requested, size) : undefined;
   if (range === 'unsatisfiable') throw unsatisfiable(size ?? 0);

@@ -17,7 +17,7 @@ import type { Logger } from '../log/logger.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseDigest, type Digest } from '../oci/grammar.js';
 import { parseRange } from '../oci/range.js';
-import { bodyOf, type BlobBody } from '../proxy/blob-service.js';
+import { fillBody, hitBody, type BlobBody } from '../proxy/blob-service.js';
 import { sendError } from '../http/respond.js';
 
 export interface PeerServerParts {
@@ -115,7 +115,8 @@ async function heldBody(blobCache: BlobCache, digest: Digest, rangeHeader: strin
   for (let round = 0; round < 2; round++) {
     const found = await blobCache.join(digest);
     if (!found) break;
-    const body = await bodyOf(found, range).catch((err: unknown) => {
+    if (found.kind === 'hit') return hitBody(found.blob, range);
+    const body = await fillBody(found.fill, range).catch((err: unknown) => {
       if (err instanceof RegistryError) throw err;
       // The fill failed before or as it was joined: this replica does not hold the blob.
       return null;
