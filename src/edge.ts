@@ -22,6 +22,7 @@ import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { createOrigin, originTable, type Origin } from './origins.js';
 import { parseTrustedProxies } from './http/client-address.js';
+import { createCoordinator } from './zone/create.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;
@@ -83,7 +84,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   });
   const membership = new Membership(join(layout.root, 'membership.log'));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, membership.init());
-  const shared = { blobCache, manifestStore, membership, edge: config, metrics, log };
+  const zone = await createCoordinator(config, metrics, log);
+  const shared = { blobCache, manifestStore, membership, zone, edge: config, metrics, log };
   const origins: Origin[] = [];
   for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
   const router = createRouter({
@@ -161,6 +163,8 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       await adminClosed;
       writability.close();
       store.close();
+      // Last: fills that ran until now held their zone leases.
+      await zone.close();
     },
   };
 }

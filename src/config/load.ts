@@ -77,6 +77,15 @@ function validateUrl(text: string): string | undefined {
   }
 }
 
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 /** `at least 1s` or `from 1s to 24d`: the range a numeric key allows, for problem lines. */
 function bounds(spec: KeySpec, unit: (n: number) => string): string {
   const min = unit(spec.min ?? 0);
@@ -285,6 +294,10 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   const named = (path: string): string => shownEnv(path, env);
   if (Boolean(config.http.tls.certificate) !== Boolean(config.http.tls.key)) {
     problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
+  }
+  if (config.zone.redis.url && !isRedisUrl(config.zone.redis.url)) {
+    // The value is not quoted: it may carry the Redis password.
+    problems.push(`${named('zone.redis.url')}: not allowed; expected a redis:// or rediss:// URL with a host, e.g. redis://redis.zone-a:6379/0`);
   }
   return problems;
 }
