@@ -21,10 +21,9 @@ import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { createOrigin, originTable, type Origin } from './origins.js';
-import type { Coordinator } from './zone/coordinator.js';
-import { SoloCoordinator } from './zone/solo.js';
 import { createZonePeers } from './zone/zone-peers.js';
 import { parseTrustedProxies } from './http/client-address.js';
+import { createCoordinator } from './zone/create.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;
@@ -86,10 +85,9 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   });
   const membership = new Membership(join(layout.root, 'membership.log'));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, membership.init());
-  // The zone's coordinator (a lone edge's until zone.redis.url is wired).
-  const coordinator: Coordinator = new SoloCoordinator();
+  const coordinator = await createCoordinator(config, metrics, log, config.zone.peer.addr ? config.zone.peer.url : '');
   const zone = await createZonePeers({ config, coordinator, blobCache, manifestStore, metrics, log });
-  const shared = { blobCache, manifestStore, membership, zoneFills: zone.fills, edge: config, metrics, log };
+  const shared = { blobCache, manifestStore, membership, zone: coordinator, zoneFills: zone.fills, edge: config, metrics, log };
   const origins: Origin[] = [];
   for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
   const router = createRouter({
@@ -167,9 +165,11 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
           log.warn('fills still running after they were aborted; their temp files are removed at the next start');
         }
       }
-      await Promise.all([adminClosed, peersClosed, coordinator.close()]);
+      await Promise.all([adminClosed, peersClosed]);
       writability.close();
       store.close();
+      // Last: fills that ran until now held their zone leases.
+      await coordinator.close();
     },
   };
 }

@@ -9,13 +9,16 @@
  *   centre would give when it is missing or short;
  * - upstream-check: the upstream itself is asked with the client's credentials (a
  *   HEAD), and a yes is remembered for `ttl` under a hash of credential and repository
- *   (never the credential itself); a no is never remembered.
+ *   (never the credential itself); a no is never remembered. A yes is shared with the
+ *   zone's other replicas, whose yes is taken as this edge's own (until its own TTL in
+ *   the zone ends: it is not remembered here, so it never outlives `ttl`).
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { RegistryError } from '../oci/errors.js';
 import type { Htpasswd } from './htpasswd.js';
 import { TokenVerifier } from './token-verifier.js';
+import type { SharedDecisions } from '../zone/shared-facts.js';
 
 export type AuthMode = 'public' | 'token' | 'upstream-check';
 
@@ -41,10 +44,12 @@ export class Authorizer {
   private readonly token: TokenSettings | undefined;
   private readonly basic: BasicSettings | undefined;
   private readonly decisions: LRUCache<string, true>;
+  private readonly zone: SharedDecisions | undefined;
   private readonly now: () => number;
 
-  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; now?: () => number }) {
+  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; zone?: SharedDecisions; now?: () => number }) {
     this.mode = mode;
+    this.zone = opts.zone;
     this.token = opts.token;
     this.basic = opts.basic;
     this.now = opts.now ?? Date.now;
@@ -72,8 +77,10 @@ export class Authorizer {
     // Anonymous clients are keyed too: the upstream may let anyone pull a public repository.
     const key = createHash('sha256').update(authorization ?? '').update('\n').update(repository).digest('base64url');
     if (this.decisions.get(key)) return;
+    if (await this.zone?.hasDecision(key)) return;
     await check();
     this.decisions.set(key, true);
+    this.zone?.shareDecision(key);
   }
 
   private async basicUser(authorization: string | undefined): Promise<void> {

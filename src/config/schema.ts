@@ -82,12 +82,19 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'cache.write_retry_interval', type: 'duration', default: '10s', min: 0.01, max: TIMER_MAX, doc: 'How often, while the cache cannot be written (disk full, read-only, I/O errors) and misses stream through uncached, a small probe file is written under tmp/; caching resumes when one succeeds.' },
   { path: 'default_origin', type: 'string', default: '', doc: 'With origins: the origin (one of its hosts) for requests that name none (no ?ns=, no host prefix), e.g. Docker\'s registry-mirrors for docker.io. Required when origins is set; without origins there is one origin, built from the top-level keys.' },
   { path: 'unknown_ns', type: 'enum', default: 'refuse', values: ['refuse', 'default'], doc: 'With origins: a ?ns= naming no configured origin is refused (404 NAME_UNKNOWN, nothing dialled), or served by default_origin as if it had named none (no OCI-Namespace then). The edge never dials a host it was not configured with.' },
+  { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
+  { path: 'zone.redis.url', type: 'string', default: '', doc: 'Redis shared by the replicas of one zone (redis:// or rediss://, e.g. redis://:secret@redis.zone-a:6379/0): one replica fetches each blob from the centre under a lease, and tag mappings, repository membership and upstream-check yes decisions are shared. Empty: no zone sharing, the edge works alone. While Redis is unreachable each replica works alone (registry_edge_zone_redis_up 0).' },
+  { path: 'zone.redis.timeout', type: 'duration', default: '250ms', min: 0.001, max: TIMER_MAX, doc: 'Longest a Redis command or connection attempt may take; after it the edge answers as a lone one would (a fill of its own, no shared fact), so no request waits longer for Redis.' },
+  { path: 'zone.redis.prefix', type: 'string', default: 'registry-edge:', doc: 'Prefix of every key the edge writes in zone.redis.url, so zones or other users can share one Redis.' },
+  { path: 'zone.redis.reconnect_max', type: 'duration', default: '2s', min: 0.01, max: TIMER_MAX, doc: 'Longest pause between two reconnection attempts while Redis is unreachable (the pauses grow from 100 ms to it).' },
+  { path: 'zone.lease_ttl', type: 'duration', default: '10s', min: 0.1, max: TIMER_MAX, doc: 'Life of a fill lease in Redis, renewed every third of it while the fill runs: a replica that dies mid-fill holds the blob for at most this before another fetches it.' },
+  { path: 'zone.facts_ttl', type: 'duration', default: '24h', min: 0.001, doc: 'How long Redis keeps a repository membership one replica learnt from the centre, for the others to take instead of asking the centre (a replica that takes it keeps it as its own confirmation, as membership.log does). Tag mappings are kept there for cache.tag_ttl, upstream-check decisions for auth.check.ttl.' },
+  { path: 'zone.warn_interval', type: 'duration', default: '30s', min: 0, doc: 'While Redis fails, at most one warn line per this interval (one info line when it answers again).' },
   { path: 'zone.secret', type: 'string', default: '', doc: 'Shared by the replicas of one zone: the bearer token their peer listeners require of each other (prefer the env override REGISTRY_EDGE_ZONE_SECRET). Required with zone.peer.addr.' },
   { path: 'zone.peer.addr', type: 'addr', optional: true, default: '', doc: 'host:port of the peer listener, from which the zone\'s other replicas stream the blobs this one holds or is filling (never an origin fetch on their behalf). Keep it on the internal network; empty: off.' },
   { path: 'zone.peer.url', type: 'url', optional: true, default: '', doc: 'How the other replicas reach this one\'s peer listener, e.g. http://10.0.3.7:5002 (https:// with zone.peer.tls). Required with zone.redis.url and zone.peer.addr.' },
   { path: 'zone.peer.tls', type: 'bool', default: false, doc: 'Serve the peer listener over TLS with the http.tls.* pair (reloaded with it); the other replicas must trust that certificate for the zone.peer.url host (NODE_EXTRA_CA_CERTS).' },
   { path: 'zone.peer.timeout', type: 'duration', default: '2s', min: 0.001, max: TIMER_MAX, doc: 'How long a replica waits for a peer\'s connection and answer headers; past it the peer counts as gone and its fill lease is taken over.' },
-  { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
 ];
 
 /**
@@ -158,6 +165,10 @@ export interface Config {
   };
   readonly startup: { readonly timeout: number };
   readonly zone: {
+    readonly redis: { readonly url: string; readonly timeout: number; readonly prefix: string; readonly reconnect_max: number };
+    readonly lease_ttl: number;
+    readonly facts_ttl: number;
+    readonly warn_interval: number;
     readonly secret: string;
     readonly peer: { readonly addr: string; readonly url: string; readonly tls: boolean; readonly timeout: number };
   };

@@ -24,7 +24,7 @@ export class Metrics {
 
   readonly cacheRequests = new Counter({
     name: 'registry_edge_cache_requests_total',
-    help: 'Cache lookups by kind (blob, manifest, tag), result (hit, miss, follow, revalidated, stale, pass) and origin.',
+    help: 'Cache lookups by kind (blob, manifest, tag), result (hit, miss, follow, revalidated, stale, pass; shared: a tag mapping another replica of the zone confirmed) and origin.',
     labelNames: ['kind', 'result', 'origin'] as const,
     registers: [this.registry],
   });

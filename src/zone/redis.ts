@@ -4,9 +4,10 @@
  *
  * Keys, all under `zone.redis.prefix`:
  *   fill:<digest>                  "<zone.peer.url> <token>" of the lease holder, PX zone.lease_ttl
- *   tag:<origin/name>:<tag>        a tag mapping as JSON, PX cache.tag_ttl
- *   member:<origin/name> <digest>  the origin confirmed the repository holds the digest, PX zone.facts_ttl
- *   decision:<origin> <hash>       an upstream-check yes, PX auth.check.ttl
+ *   tag:<repo>:<tag>               a tag mapping as JSON, PX cache.tag_ttl
+ *   member:<repo> <digest>         the origin confirmed the repository holds the digest, PX zone.facts_ttl
+ *   decision:[<host>/]<hash>       an upstream-check yes, PX auth.check.ttl
+ * (<repo> is originKey's: <host>/<name>, a plain name for the default origin.)
  *   once:<id>                      claimOnce, PX as asked
  *
  * Redis is a courtesy, never a dependency: every call is bounded by zone.redis.timeout,
