@@ -24,9 +24,10 @@ import { TlsListener } from './http/tls.js';
 import type { Logger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { createOrigin, originTable, type Origin } from './origins.js';
+import { createZonePeers } from './zone/zone-peers.js';
 import { parseTrustedProxies } from './http/client-address.js';
 import { createPrewarm } from './prewarm/prewarm.js';
-import { SoloCoordinator } from './zone/solo.js';
+import { createCoordinator } from './zone/create.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;
@@ -97,11 +98,13 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   });
   const membership = new Membership(join(layout.root, 'membership.log'));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, membership.init());
-  const shared = { blobCache, manifestStore, membership, edge: config, metrics, log };
+  const coordinator = await createCoordinator(config, metrics, log, config.zone.peer.addr ? config.zone.peer.url : '');
+  const zone = await createZonePeers({ config, coordinator, blobCache, manifestStore, metrics, log });
+  const shared = { blobCache, manifestStore, membership, zone: coordinator, zoneFills: zone.fills, edge: config, metrics, log };
   const origins: Origin[] = [];
   for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
-  // The zone's coordinator is the integrator's to pass; a lone edge dedupes notifications in-process.
-  const prewarm = createPrewarm(config, origins, shared, new SoloCoordinator());
+  // With Redis, one replica of the zone does each notified prefetch.
+  const prewarm = createPrewarm(config, origins, shared, coordinator);
   const router = createRouter({
     origins: originTable(origins, config.unknown_ns),
     publicHost: config.http.host,
@@ -152,12 +155,13 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
   const plainAddress = servers[1] ? await listenAs('http.plain_addr', servers[1], config.http.plain_addr) : undefined;
   const adminAddress = await listenAs('admin.addr', admin, config.admin.addr);
+  const peerAddress = await zone.listen();
   for (const server of [...servers, admin]) {
     server.on('error', (err) => {
       if (!descriptors.note(err, 'accept')) log.error({ err }, 'listener error');
     });
   }
-  log.info({ httpAddress, plainAddress, adminAddress, tls: tls !== undefined, upstreams: origins.flatMap((o) => o.upstream.urls), origins: origins.map((o) => o.host).filter(Boolean), cacheDir: layout.root, mode: config.origins[0]?.auth.mode }, 'registry-edge listening');
+  log.info({ httpAddress, plainAddress, adminAddress, peerAddress, tls: tls !== undefined, upstreams: origins.flatMap((o) => o.upstream.urls), origins: origins.map((o) => o.host).filter(Boolean), cacheDir: layout.root, mode: config.origins[0]?.auth.mode }, 'registry-edge listening');
 
   return {
     httpAddress,
@@ -170,6 +174,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
         if (changed) origin.update(changed);
       }
       if (tls) await tls.reload('reload');
+      await zone.reload();
     },
     /**
      * Stops accepting and lets responses, fills and upstream requests in flight finish
@@ -182,18 +187,21 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
       connections.drain();
       const serversClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       const adminClosed = closeServer(admin, 0);
-      const calm = Promise.all([serversClosed, prewarm.close()]).then(() => blobCache.drain()).then(() => Promise.all(origins.map((o) => o.close())));
+      const peersClosed = zone.stopListening(shutdownMs);
+      const calm = Promise.all([serversClosed, prewarm.close()]).then(() => blobCache.drain()).then(() => Promise.all([...origins.map((o) => o.close()), zone.close()]));
       if (!(await settlesWithin(calm, shutdownMs))) {
         log.warn({ key: 'http.shutdown_timeout', seconds: config.http.shutdown_timeout, connections: connections.open }, 'shutdown deadline reached: cutting connections and aborting fills');
         connections.destroyAll();
-        await Promise.all(origins.map((o) => o.destroy()));
+        await Promise.all([...origins.map((o) => o.destroy()), zone.destroy()]);
         if (!(await settlesWithin(Promise.all([serversClosed, blobCache.drain()]), ABORT_GRACE_MS))) {
           log.warn('fills still running after they were aborted; their temp files are removed at the next start');
         }
       }
-      await adminClosed;
+      await Promise.all([adminClosed, peersClosed]);
       writability.close();
       await store.close();
+      // Last: fills that ran until now held their zone leases.
+      await coordinator.close();
     },
   };
 }

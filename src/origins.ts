@@ -25,6 +25,9 @@ import { UpstreamClient, type UpstreamServer } from './upstream/client.js';
 import { RemoteRegistry } from './upstream/remote-registry.js';
 import { upstreamAuth } from './upstream/upstream-auth.js';
 import { LocalRegistry } from './cache/local-registry.js';
+import type { Coordinator } from './zone/coordinator.js';
+import { sharedFacts, zoneMembership, type SharedDecisions } from './zone/shared-facts.js';
+import type { ZoneFills } from './zone/zone-fills.js';
 
 export interface Origin {
   /** The host clients name it by ('' for the one origin of a config without origins). */
@@ -64,6 +67,10 @@ export interface SharedParts {
   readonly blobCache: BlobCache;
   readonly manifestStore: ManifestStore;
   readonly membership: Membership;
+  /** What the zone's replicas share (the lone edge's coordinator without a zone). */
+  readonly zone: Coordinator;
+  /** Where a miss's bytes come from: the origin under the zone's lease, or the replica holding it. */
+  readonly zoneFills: ZoneFills;
   readonly edge: Config;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -94,7 +101,8 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
     log,
   );
   const mode = config.auth.mode;
-  const membership = shared.membership.of(config.host);
+  const facts = sharedFacts(shared.zone, config.host, { tagMs: ms(config.cache.tag_ttl), membersMs: ms(edge.zone.facts_ttl), decisionsMs: ms(config.auth.check.ttl) });
+  const membership = zoneMembership(shared.membership.of(config.host), facts);
   const manifestStore = shared.manifestStore.of(config.host);
   const local = new LocalRegistry(shared.blobCache.store, manifestStore);
   const remote = new RemoteRegistry(upstream, {
@@ -102,7 +110,7 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
     maxManifestBytes: edge.cache.manifest_max_bytes,
     onDigestMismatch: () => metrics.digestMismatches.inc({ kind: 'manifest' }),
   });
-  const blobs = new BlobService(shared.blobCache, local, remote, membership);
+  const blobs = new BlobService(shared.blobCache, local, remote, membership, shared.zoneFills);
   const manifests = new ManifestService(
     manifestStore,
     local,
@@ -112,6 +120,7 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
       maxStaleMs: ms(config.cache.max_stale),
       revalidateTimeoutMs: ms(config.cache.revalidate_timeout),
       membership,
+      zone: facts,
       origin: config.host,
     },
     metrics,
@@ -124,7 +133,7 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
     push: config.push,
     upstream,
     gate: new Gate({
-      authorizer: await createAuthorizer(config, log),
+      authorizer: await createAuthorizer(config, log, facts),
       blobs: shared.blobCache,
       local,
       remote,
@@ -146,7 +155,7 @@ export async function createOrigin(config: OriginConfig, shared: SharedParts): P
   };
 }
 
-async function createAuthorizer(config: OriginConfig, log: Logger): Promise<Authorizer> {
+async function createAuthorizer(config: OriginConfig, log: Logger, zone: SharedDecisions): Promise<Authorizer> {
   const { mode, token, check, htpasswd } = config.auth;
   const at = config.keyPrefix;
   if (mode === 'public' && htpasswd.path) {
@@ -155,7 +164,7 @@ async function createAuthorizer(config: OriginConfig, log: Logger): Promise<Auth
     });
     return new Authorizer(mode, { basic: { realm: htpasswd.realm, htpasswd: users }, checkTtlMs: ms(check.ttl), log });
   }
-  if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: ms(check.ttl) });
+  if (mode !== 'token') return new Authorizer(mode, { checkTtlMs: ms(check.ttl), zone, log });
   const verifier = new TokenVerifier({
     issuer: token.issuer,
     service: token.service,

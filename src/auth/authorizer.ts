@@ -9,7 +9,9 @@
  *   centre would give when it is missing or short;
  * - upstream-check: the upstream itself is asked with the client's credentials (a
  *   HEAD), and a yes is remembered for `ttl` under a hash of credential and repository
- *   (never the credential itself); a no is never remembered.
+ *   (never the credential itself); a no is never remembered. A yes is shared with the
+ *   zone's other replicas, whose yes is taken as this edge's own (until its own TTL in
+ *   the zone ends: it is not remembered here, so it never outlives `ttl`).
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -17,6 +19,7 @@ import { RegistryError } from '../oci/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Htpasswd } from './htpasswd.js';
 import { TokenVerifier, type Access } from './token-verifier.js';
+import type { SharedDecisions } from '../zone/shared-facts.js';
 
 export type AuthMode = 'public' | 'token' | 'upstream-check';
 
@@ -42,13 +45,15 @@ export class Authorizer {
   private readonly token: TokenSettings | undefined;
   private readonly basic: BasicSettings | undefined;
   private readonly decisions: LRUCache<string, true>;
+  private readonly zone: SharedDecisions | undefined;
   private readonly now: () => number;
   /** Says at debug level why a token was refused. */
   private readonly log: Logger | undefined;
 
-  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; now?: () => number; log?: Logger }) {
+  constructor(mode: AuthMode, opts: { token?: TokenSettings; basic?: BasicSettings; checkTtlMs: number; zone?: SharedDecisions; now?: () => number; log?: Logger }) {
     this.mode = mode;
     this.log = opts.log;
+    this.zone = opts.zone;
     this.token = opts.token;
     this.basic = opts.basic;
     this.now = opts.now ?? Date.now;
@@ -84,8 +89,10 @@ export class Authorizer {
     // Anonymous clients are keyed too: the upstream may let anyone pull a public repository.
     const key = createHash('sha256').update(authorization ?? '').update('\n').update(repository).digest('base64url');
     if (this.decisions.get(key)) return undefined;
+    if (await this.zone?.hasDecision(key)) return undefined;
     await check();
     this.decisions.set(key, true);
+    this.zone?.shareDecision(key);
     return undefined;
   }
 

@@ -3,16 +3,17 @@
  * check (the Authorizer), then repository membership. Content addressing shares the
  * bytes across repositories, so content the edge holds (or is filling) under one
  * repository is served under another only once the upstream confirms that repository
- * holds it; what the gate confirms is remembered in the origin's membership.
+ * holds it; what the gate confirms is remembered in the origin's membership, and told to
+ * the zone's other replicas, whose confirmations it takes before asking the upstream.
  */
 import type { BlobCache } from '../cache/blob-cache.js';
 import type { LocalRegistry } from '../cache/local-registry.js';
-import type { RepositoryMembership } from '../cache/membership.js';
 import type { Digest } from '../oci/grammar.js';
 import { accepts, parseAccept } from '../oci/media-types.js';
 import type { Reference } from '../oci/request.js';
 import { unlessAbsent } from '../reads/registry-reader.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
+import type { ZoneMembership } from '../zone/shared-facts.js';
 import { asClient } from '../upstream/upstream-auth.js';
 import type { Authorizer, AuthMode } from './authorizer.js';
 
@@ -28,7 +29,7 @@ export interface GateParts {
   readonly local: LocalRegistry;
   /** The origin, asked with the mode's credentials. */
   readonly remote: RemoteRegistry;
-  readonly membership: RepositoryMembership;
+  readonly membership: ZoneMembership;
   /** The repository the fill of `digest` asks the upstream under, until the upstream has answered. */
   readonly fillingUnder: (digest: string) => string | undefined;
 }
@@ -61,7 +62,7 @@ export class Gate {
 
   private async admitBlob(name: string, digest: Digest, authorization: string | undefined, base: string): Promise<string | undefined> {
     const who = await this.parts.authorizer.pull(name, authorization, base, () => this.confirmBlob(this.remoteAsClient, name, digest, authorization));
-    if (this.heldElsewhere(name, digest)) await this.confirmBlob(this.parts.remote, name, digest, authorization);
+    if (this.heldElsewhere(name, digest) && !(await this.parts.membership.learntInZone(digest.value, name))) await this.confirmBlob(this.parts.remote, name, digest, authorization);
     return who;
   }
 
@@ -96,7 +97,7 @@ export class Gate {
   private async manifestMember(name: string, digest: Digest, accept: string | string[] | undefined, authorization: string | undefined): Promise<void> {
     const stored = await unlessAbsent(this.parts.local.getManifest(name, digest));
     // Not stored: the fill asks the upstream under this name. Not accepted: the client's own request goes to the upstream.
-    if (!stored || !accepts(parseAccept(accept), stored.mediaType)) return;
+    if (!stored || !accepts(parseAccept(accept), stored.mediaType) || (await this.parts.membership.learntInZone(digest.value, name))) return;
     await this.parts.remote.statManifest(name, digest.value, authorization);
     await this.parts.membership.add(name, [digest.value]);
   }

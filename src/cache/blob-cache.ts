@@ -53,12 +53,21 @@ export class BlobCache {
   async lookup(digest: Digest, source: () => Promise<FillSource>): Promise<Lookup> {
     const blob = await this.store.open(digest);
     if (blob) return { kind: 'hit', blob };
+    // No await between the look at the fills in flight and the start of one: single flight.
+    return this.follow(digest) ?? { kind: 'fill', fill: this.start(digest, source), leader: true };
+  }
+
+  /** A committed blob or the fill in flight for it (joined as a follower); undefined when neither: nothing is started (a zone peer's read). */
+  async join(digest: Digest): Promise<Lookup | undefined> {
+    const blob = await this.store.open(digest);
+    return blob ? { kind: 'hit', blob } : this.follow(digest);
+  }
+
+  private follow(digest: Digest): Lookup | undefined {
     const running = this.inflight.get(digest.value);
-    if (running?.joinable) {
-      this.events.onFollower();
-      return { kind: 'fill', fill: running, leader: false };
-    }
-    return { kind: 'fill', fill: this.start(digest, source), leader: true };
+    if (!running?.joinable) return undefined;
+    this.events.onFollower();
+    return { kind: 'fill', fill: running, leader: false };
   }
 
   /** The fill in flight for a digest, if any (for HEAD answers while it runs). */

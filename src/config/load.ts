@@ -102,6 +102,15 @@ function validateUrl(text: string): string | undefined {
   }
 }
 
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 /** `at least 1s` or `from 1s to 24d`: the range a numeric key allows, for problem lines. */
 function bounds(spec: KeySpec, unit: (n: number) => string): string {
   const min = unit(spec.min ?? 0);
@@ -315,6 +324,14 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
     problems.push(`${named(config.http.tls.certificate ? 'http.tls.key' : 'http.tls.certificate')}: http.tls.certificate and http.tls.key go together`);
   }
   problems.push(...prewarmProblems(config.prewarm, named));
+  if (config.zone.redis.url && !isRedisUrl(config.zone.redis.url)) {
+    // The value is not quoted: it may carry the Redis password.
+    problems.push(`${named('zone.redis.url')}: not allowed; expected a redis:// or rediss:// URL with a host, e.g. redis://redis.zone-a:6379/0`);
+  }
+  const { peer, secret } = config.zone;
+  if (peer.addr && !secret) problems.push(`${named('zone.secret')}: must be set when zone.peer.addr is set (the replicas of the zone authenticate to each other with it)`);
+  if (peer.addr && config.zone.redis.url && !peer.url) problems.push(`${named('zone.peer.url')}: must be set when zone.redis.url and zone.peer.addr are set (how the zone's other replicas reach this one's peer listener, e.g. http://10.0.3.7:5002)`);
+  if (peer.tls && !config.http.tls.certificate) problems.push(`${named('zone.peer.tls')}: needs http.tls.certificate and http.tls.key (the peer listener serves that pair)`);
   return problems;
 }
 

@@ -98,6 +98,18 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'prewarm.dedupe_ttl', type: 'duration', default: '24h', min: 1, doc: 'How long a notification\'s event id is remembered (the registry retries and may deliver an event twice); with zone.redis.url one replica of the zone takes each event.' },
   { path: 'prewarm.max_body', type: 'bytes', default: '1MiB', min: 1024, doc: 'Largest body POST /notify and POST /prefetch accept (413 beyond it).' },
   { path: 'startup.timeout', type: 'duration', default: '10s', min: 0.001, max: TIMER_MAX, doc: 'Deadline for the start-up file checks (TLS pair, cache.dir made and writable, auth files read), also in `config check`: a filesystem that has not answered by then (a hung mount) fails start-up with exit code 2 instead of hanging it.' },
+  { path: 'zone.redis.url', type: 'string', default: '', doc: 'Redis shared by the replicas of one zone (redis:// or rediss://, e.g. redis://:secret@redis.zone-a:6379/0): one replica fetches each blob from the centre under a lease, and tag mappings, repository membership and upstream-check yes decisions are shared. Empty: no zone sharing, the edge works alone. While Redis is unreachable each replica works alone (registry_edge_zone_redis_up 0).' },
+  { path: 'zone.redis.timeout', type: 'duration', default: '250ms', min: 0.001, max: TIMER_MAX, doc: 'Longest a Redis command or connection attempt may take; after it the edge answers as a lone one would (a fill of its own, no shared fact), so no request waits longer for Redis.' },
+  { path: 'zone.redis.prefix', type: 'string', default: 'registry-edge:', doc: 'Prefix of every key the edge writes in zone.redis.url, so zones or other users can share one Redis.' },
+  { path: 'zone.redis.reconnect_max', type: 'duration', default: '2s', min: 0.01, max: TIMER_MAX, doc: 'Longest pause between two reconnection attempts while Redis is unreachable (the pauses grow from 100 ms to it).' },
+  { path: 'zone.lease_ttl', type: 'duration', default: '10s', min: 0.1, max: TIMER_MAX, doc: 'Life of a fill lease in Redis, renewed every third of it while the fill runs: a replica that dies mid-fill holds the blob for at most this before another fetches it.' },
+  { path: 'zone.facts_ttl', type: 'duration', default: '24h', min: 0.001, doc: 'How long Redis keeps a repository membership one replica learnt from the centre, for the others to take instead of asking the centre (a replica that takes it keeps it as its own confirmation, as membership.log does). Tag mappings are kept there for cache.tag_ttl, upstream-check decisions for auth.check.ttl.' },
+  { path: 'zone.warn_interval', type: 'duration', default: '30s', min: 0, doc: 'While Redis fails, at most one warn line per this interval (one info line when it answers again).' },
+  { path: 'zone.secret', type: 'string', default: '', doc: 'Shared by the replicas of one zone: the bearer token their peer listeners require of each other (prefer the env override REGISTRY_EDGE_ZONE_SECRET). Required with zone.peer.addr.' },
+  { path: 'zone.peer.addr', type: 'addr', optional: true, default: '', doc: 'host:port of the peer listener, from which the zone\'s other replicas stream the blobs this one holds or is filling (never an origin fetch on their behalf). Keep it on the internal network; empty: off.' },
+  { path: 'zone.peer.url', type: 'url', optional: true, default: '', doc: 'How the other replicas reach this one\'s peer listener, e.g. http://10.0.3.7:5002 (https:// with zone.peer.tls). Required with zone.redis.url and zone.peer.addr.' },
+  { path: 'zone.peer.tls', type: 'bool', default: false, doc: 'Serve the peer listener over TLS with the http.tls.* pair (reloaded with it); the other replicas must trust that certificate for the zone.peer.url host (NODE_EXTRA_CA_CERTS).' },
+  { path: 'zone.peer.timeout', type: 'duration', default: '2s', min: 0.001, max: TIMER_MAX, doc: 'How long a replica waits for a peer\'s connection and answer headers; past it the peer counts as gone and its fill lease is taken over.' },
 ];
 
 /**
@@ -180,6 +192,14 @@ export interface Config {
     readonly max_body: number;
   };
   readonly status: { readonly errors: number; readonly repositories: number; readonly window: number };
+  readonly zone: {
+    readonly redis: { readonly url: string; readonly timeout: number; readonly prefix: string; readonly reconnect_max: number };
+    readonly lease_ttl: number;
+    readonly facts_ttl: number;
+    readonly warn_interval: number;
+    readonly secret: string;
+    readonly peer: { readonly addr: string; readonly url: string; readonly tls: boolean; readonly timeout: number };
+  };
   readonly default_origin: string;
   readonly unknown_ns: 'refuse' | 'default';
   /**

@@ -31,7 +31,7 @@ export class Metrics {
 
   readonly cacheRequests = new Counter({
     name: 'registry_edge_cache_requests_total',
-    help: 'Cache lookups by kind (blob, manifest, tag), result (hit, miss, follow, revalidated, stale, pass) and origin.',
+    help: 'Cache lookups by kind (blob, manifest, tag), result (hit, miss, follow, revalidated, stale, pass; shared: a tag mapping another replica of the zone confirmed) and origin.',
     labelNames: ['kind', 'result', 'origin'] as const,
     registers: [this.registry],
   });
@@ -163,6 +163,39 @@ export class Metrics {
   readonly prewarmQueueDepth = new Gauge({
     name: 'registry_edge_prewarm_queue_depth',
     help: 'Notified pushes waiting for a prefetch (at most prewarm.queue).',
+    registers: [this.registry],
+  });
+
+  readonly zoneLeases = new Counter({
+    name: 'registry_edge_zone_leases_total',
+    help: 'Who fetches a missed blob from the origin, per miss this replica led: held (this replica, under the zone\'s lease; every miss of a lone edge), peer (another replica holding the lease: streamed from it), takeover (a holder that could not be reached: its lease taken over).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly zonePeerFills = new Counter({
+    name: 'registry_edge_zone_peer_fills_total',
+    help: 'Fills streamed from a zone peer, by result: the fill\'s own (committed, upstream_error: the peer failed mid-body, digest_mismatch, ...), or why the peer gave no body (unreachable, absent: it no longer held the blob, refused: it answered otherwise, e.g. 401 for a zone.secret that differs).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly zonePeerServedBytes = new Counter({
+    name: 'registry_edge_zone_peer_served_bytes_total',
+    help: 'Blob bytes this replica\'s peer listener sent to the zone\'s other replicas (complete answers).',
+    registers: [this.registry],
+  });
+
+  readonly zoneRedisErrors = new Counter({
+    name: 'registry_edge_zone_redis_errors_total',
+    help: 'Calls to the zone\'s Redis answered as a lone edge would (a lease of its own, no shared fact) because Redis failed, timed out or was unreachable, by op (lease, renew, release, fact, claim_once, connect).',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+
+  readonly zoneRedisUp = new Gauge({
+    name: 'registry_edge_zone_redis_up',
+    help: '1 while the zone\'s Redis answers (fills and facts shared with the other replicas); 0 while this edge works alone.',
     registers: [this.registry],
   });
 

@@ -8,6 +8,7 @@
 import { LocalRegistry } from '../cache/local-registry.js';
 import type { OriginConfig } from '../config/schema.js';
 import type { Origin, SharedParts } from '../origins.js';
+import { sharedFacts, zoneMembership } from '../zone/shared-facts.js';
 import { BlobService } from '../proxy/blob-service.js';
 import { ManifestService } from '../proxy/manifest-service.js';
 import { RemoteRegistry } from '../upstream/remote-registry.js';
@@ -25,12 +26,13 @@ export function readsAsEdge(origin: Origin, config: OriginConfig, shared: Shared
   });
   const manifestStore = shared.manifestStore.of(config.host);
   const local = new LocalRegistry(shared.blobCache.store, manifestStore);
-  const membership = shared.membership.of(config.host);
   const { tag_ttl: tagTtl, max_stale: maxStale, revalidate_timeout: revalidateTimeout } = config.cache;
-  const policy = { tagTtlMs: ms(tagTtl), maxStaleMs: ms(maxStale), revalidateTimeoutMs: ms(revalidateTimeout), membership, origin: config.host };
+  const facts = sharedFacts(shared.zone, config.host, { tagMs: ms(tagTtl), membersMs: ms(shared.edge.zone.facts_ttl), decisionsMs: ms(config.auth.check.ttl) });
+  const membership = zoneMembership(shared.membership.of(config.host), facts);
+  const policy = { tagTtlMs: ms(tagTtl), maxStaleMs: ms(maxStale), revalidateTimeoutMs: ms(revalidateTimeout), membership, origin: config.host, zone: facts };
   return {
     host: origin.host,
     manifests: new ManifestService(manifestStore, local, remote, policy, metrics, shared.log),
-    blobs: new BlobService(shared.blobCache, local, remote, membership),
+    blobs: new BlobService(shared.blobCache, local, remote, membership, shared.zoneFills),
   };
 }

@@ -4,7 +4,8 @@
  */
 import type { Writable } from 'node:stream';
 import type { BlobCache } from '../cache/blob-cache.js';
-import { FillError, type FillSource } from '../cache/fill.js';
+import type { OpenBlob } from '../cache/blob-store.js';
+import { FillError, type Fill, type FillSource } from '../cache/fill.js';
 import type { LocalRegistry } from '../cache/local-registry.js';
 import type { Digest } from '../oci/grammar.js';
 import { RegistryError } from '../oci/errors.js';
@@ -13,6 +14,7 @@ import { unlessAbsent } from '../reads/registry-reader.js';
 import type { UpstreamTrace } from '../upstream/client.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
 import type { RepositoryMembership } from '../cache/membership.js';
+import type { Flight, ZoneFills } from '../zone/zone-fills.js';
 
 export interface BlobBody {
   readonly source: 'cache' | 'fill';
@@ -45,12 +47,14 @@ export class BlobService {
   private readonly local: LocalRegistry;
   private readonly remote: RemoteRegistry;
   private readonly membership: RepositoryMembership;
+  private readonly zone: ZoneFills;
   /** digest -> the repository its fill asks the upstream under, until the upstream has answered. */
   private readonly fetching = new Map<string, string>();
 
-  /** `local` reads the same store `cache` fills. */
-  constructor(cache: BlobCache, local: LocalRegistry, remote: RemoteRegistry, membership: RepositoryMembership) {
+  /** `local` reads the same store `cache` fills; `zone` says whether a miss is fetched from the origin or streamed from a peer. */
+  constructor(cache: BlobCache, local: LocalRegistry, remote: RemoteRegistry, membership: RepositoryMembership, zone: ZoneFills) {
     this.cache = cache;
+    this.zone = zone;
     this.local = local;
     this.remote = remote;
     this.membership = membership;
@@ -72,23 +76,13 @@ export class BlobService {
     // credentials) tries again with its own, and a follower that arrives just as a
     // fill commits finds the blob in the store.
     for (let round = 0; round < 3; round++) {
-      const found = await this.cache.lookup(req.digest, () => this.fetch(req));
-      if (found.kind === 'hit') {
-        const { blob } = found;
-        const range = req.range ? resolveRange(req.range, blob.size) : undefined;
-        if (range === 'unsatisfiable') {
-          blob.close();
-          throw unsatisfiable(blob.size);
-        }
-        const send: BlobBody['send'] = (dest, done) =>
-          blob.sendTo(dest, range?.start ?? 0, range?.end ?? blob.size, (err) => {
-            blob.close();
-            done(err);
-          });
-        return { source: 'cache', size: blob.size, range, send };
-      }
-      const { fill } = found;
-      if (found.leader) {
+      // Made only for a miss this request leads: a hit allocates nothing more than before.
+      let flight: Flight | undefined;
+      const found = await this.cache.lookup(req.digest, () => (flight = this.zone.flight(req.digest, { origin: () => this.fetch(req), confirm: () => this.confirm(req) })).source());
+      if (found.kind === 'fill' && found.leader) {
+        const { fill } = found;
+        // The source has run by the time the fill settles.
+        void fill.done.then(() => flight?.settled(fill));
         // Set before any other request can run (lookup returned in this same microtask chain);
         // by the time `ready` settles the answer is known and membership holds it if it was yes.
         const digest = req.digest.value;
@@ -96,19 +90,15 @@ export class BlobService {
         const forget = (): void => void (this.fetching.get(digest) === req.name && this.fetching.delete(digest));
         fill.ready.then(forget, forget);
       }
-      let size: number | undefined;
+      if (found.kind === 'hit') return hitBody(found.blob, req.range);
       try {
-        size = await fill.ready;
+        const body = await fillBody(found.fill, req.range);
+        if (body) return body;
       } catch (err) {
         const refused = err instanceof FillError && err.reason === 'source_refused';
         if (refused && !found.leader) continue;
         throw refused ? err.cause : err;
       }
-      const range = req.range && size !== undefined ? resolveRange(req.range, size) : undefined;
-      if (range === 'unsatisfiable') throw unsatisfiable(size ?? 0);
-      const send = fill.openReader(range?.start ?? 0, range?.end);
-      if (!send) continue;
-      return { source: 'fill', size, range, send };
     }
     // Only when, on every round, the fill joined could no longer serve this request (an uncached fill past its first bytes, or one committed and evicted at once).
     throw new RegistryError('UNAVAILABLE', 'blob could not be read from the cache', { digest: req.digest.value });
@@ -135,4 +125,39 @@ export class BlobService {
       return source;
     });
   }
+
+  /** A fill from a zone peer: the origin has not said this repository holds the blob; its HEAD does, as for a HEAD from a client. */
+  private async confirm(req: BlobRequest): Promise<void> {
+    if (this.membership.has(req.digest.value, req.name)) return;
+    await this.remote.statBlob(req.name, req.digest, req.authorization);
+    await this.membership.add(req.name, [req.digest.value]);
+  }
+}
+
+/** A committed blob as the body for `requested` (the whole blob when undefined). */
+export function hitBody(blob: OpenBlob, requested: RangeSpec | undefined): BlobBody {
+  const range = requested ? resolveRange(requested, blob.size) : undefined;
+  if (range === 'unsatisfiable') {
+    blob.close();
+    throw unsatisfiable(blob.size);
+  }
+  const send: BlobBody['send'] = (dest, done) =>
+    blob.sendTo(dest, range?.start ?? 0, range?.end ?? blob.size, (err) => {
+      blob.close();
+      done(err);
+    });
+  return { source: 'cache', size: blob.size, range, send };
+}
+
+/**
+ * A reader following `fill` as the body for `requested`, once its source answered
+ * (rejecting as the fill failed). Undefined when the fill can no longer serve from the
+ * range's start (committed and closed meanwhile): look again.
+ */
+export async function fillBody(fill: Fill, requested: RangeSpec | undefined): Promise<BlobBody | undefined> {
+  const size = await fill.ready;
+  const range = requested && size !== undefined ? resolveRange(requested, size) : undefined;
+  if (range === 'unsatisfiable') throw unsatisfiable(size ?? 0);
+  const send = fill.openReader(range?.start ?? 0, range?.end);
+  return send && { source: 'fill', size, range, send };
 }

@@ -8,7 +8,9 @@
  * own Accept, passed through and cached nowhere (registry:2's schema1 rewrite, or its
  * one-platform manifest for a list, must never become the tag's mapping for everyone).
  * A mapping whose digest the repository no longer holds (a DELETE through the edge) is
- * asked about again before it is served, and never served stale.
+ * asked about again before it is served, and never served stale. In a zone of replicas
+ * a mapping one of them confirmed within `tagTtl` is used by the others without a HEAD,
+ * and each confirmation here is shared (never a stale-served one).
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -25,11 +27,13 @@ import type { UpstreamTrace } from '../upstream/client.js';
 import type { RemoteRegistry } from '../upstream/remote-registry.js';
 import { UpstreamAnswer } from '../upstream/upstream-answer.js';
 import { referencedDigests, type RepositoryMembership } from '../cache/membership.js';
+import type { SharedTags } from '../zone/shared-facts.js';
 
 /** The key of a tag in `failing`: the upstream's state is the repository's, not one client's. */
 const failingKey = (name: string, tag: string): string => `${name}:${tag}`;
 
-export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
+/** 'shared': a mapping another replica of the zone confirmed within tag_ttl. */
+export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale' | 'shared';
 
 /** 'pass': the client's own request goes to the upstream, whose answer it gets as it comes. */
 export type ManifestResult = { readonly kind: 'stored'; readonly manifest: StoredManifest; readonly source: ManifestSource } | { readonly kind: 'pass' };
@@ -54,6 +58,8 @@ export interface ManifestPolicy {
   /** Deadline of a revalidation that has a copy within maxStale to fall back on. */
   readonly revalidateTimeoutMs: number;
   readonly membership: RepositoryMembership;
+  /** Tag mappings the zone's replicas confirmed with the origin. */
+  readonly zone: SharedTags;
   /** The origin's host, for the metrics' origin label. */
   readonly origin: string;
 }
@@ -104,7 +110,7 @@ export class ManifestService {
     }
     await this.store.put(digest, mediaType, bytes);
     await this.policy.membership.add(push.name, [digest.value, ...referencedDigests(bytes)]);
-    await this.store.putTag(push.name, push.tag, { digest: digest.value, mediaType, confirmedAt: this.now() });
+    await this.putTag(push.name, push.tag, { digest: digest.value, mediaType, confirmedAt: this.now() });
   }
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestResult> {
@@ -132,10 +138,13 @@ export class ManifestService {
     const mapping = await unlessAbsent(this.local.resolveTag(req.name, tag));
     const digest = mapping ? parseDigest(mapping.digest) : undefined;
     const stored = digest ? await unlessAbsent(this.local.getManifest(req.name, digest)) : undefined;
+    const fresh = mapping !== undefined && this.now() - mapping.confirmedAt < this.policy.tagTtlMs;
+    const shared = fresh ? undefined : await this.fromZone(req.name, tag, mapping);
+    if (shared) return shared;
     if (!mapping || !stored) return this.coalesce(key, () => this.fetchTag(req, tag));
     // Not a member (deleted through the edge, or a membership line lost): asked again before it is served.
     const { membership } = this.policy;
-    if (membership.has(mapping.digest, req.name) && this.now() - mapping.confirmedAt < this.policy.tagTtlMs) return { kind: 'stored', manifest: stored, source: 'hit' };
+    if (fresh && membership.has(mapping.digest, req.name)) return { kind: 'stored', manifest: stored, source: 'hit' };
     const deleted = membership.wasRemoved(mapping.digest, req.name);
     const revalidation = (): Promise<ManifestResult> => this.coalesce(key, () => this.revalidate(req, tag, mapping, stored, deleted));
     if (!deleted && this.failing.has(failingKey(req.name, tag))) {
@@ -165,7 +174,7 @@ export class ManifestService {
     this.failing.delete(failingKey(req.name, tag));
     if (current.digest === mapping.digest) {
       await this.policy.membership.add(req.name, [mapping.digest]);
-      await this.store.putTag(req.name, tag, { ...mapping, confirmedAt: this.now() });
+      await this.putTag(req.name, tag, { ...mapping, confirmedAt: this.now() });
       return { kind: 'stored', manifest: stored, source: 'revalidated' };
     }
     return this.fetchTag(req, tag);
@@ -191,8 +200,32 @@ export class ManifestService {
     // A tag pushed as schema1: the client's own request gets it byte for byte.
     if (fetched === 'schema1') return PASS;
     const manifest = await this.keep(req.name, fetched);
-    await this.store.putTag(req.name, tag, { digest: manifest.digest, mediaType: manifest.mediaType, confirmedAt: this.now() });
+    await this.putTag(req.name, tag, { digest: manifest.digest, mediaType: manifest.mediaType, confirmedAt: this.now() });
     return { kind: 'stored', manifest, source: 'miss' };
+  }
+
+  /** A mapping the origin has just confirmed: kept, and told to the zone's other replicas. */
+  private putTag(name: string, tag: string, mapping: TagMapping): Promise<void> {
+    this.policy.zone.shareTag(name, tag, mapping);
+    return this.store.putTag(name, tag, mapping);
+  }
+
+  /**
+   * A sibling's mapping confirmed within tag_ttl and newer than `mine`, served without a
+   * HEAD when its manifest is stored here. Kept with the sibling's confirmedAt, so it
+   * goes stale when theirs does. A digest deleted here is never taken from the zone.
+   */
+  private async fromZone(name: string, tag: string, mine: TagMapping | undefined): Promise<ManifestResult | undefined> {
+    const theirs = await this.policy.zone.tag(name, tag);
+    if (!theirs || this.now() - theirs.confirmedAt >= this.policy.tagTtlMs || (mine && mine.confirmedAt >= theirs.confirmedAt)) return undefined;
+    const digest = parseDigest(theirs.digest);
+    if (!digest || this.policy.membership.wasRemoved(theirs.digest, name)) return undefined;
+    const stored = await unlessAbsent(this.local.getManifest(name, digest));
+    if (!stored) return undefined;
+    await this.policy.membership.add(name, [theirs.digest]);
+    await this.store.putTag(name, tag, theirs);
+    this.failing.delete(failingKey(name, tag));
+    return { kind: 'stored', manifest: stored, source: 'shared' };
   }
 
   /** The repository no longer holds `digest` (the upstream accepted its DELETE): nothing of it is served under `name` before the upstream confirms it again. */

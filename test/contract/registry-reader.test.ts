@@ -1,12 +1,17 @@
 // One contract for every RegistryReader: the same assertions against the cache (LocalRegistry,
-// filled through the fill machinery) and a remote origin (RemoteRegistry in front of a real
-// docker-registry). The zone's peers, when they come, join the list below.
+// filled through the fill machinery), a remote origin (RemoteRegistry in front of a real
+// docker-registry) and a zone peer (PeerRegistry to the peer listener over that cache). A peer
+// holds no tags (they are an origin's, and a peer is asked by digest only): it rejects every
+// tag as absent, which the contract allows a reader that says so.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { Agent } from 'undici';
 import { BlobCache } from '../../src/cache/blob-cache.js';
 import { BlobStore } from '../../src/cache/blob-store.js';
 import { CacheLayout } from '../../src/cache/layout.js';
@@ -19,6 +24,8 @@ import { parseDigest, type Digest } from '../../src/oci/grammar.js';
 import type { ByteRange, RegistryReader } from '../../src/reads/registry-reader.js';
 import { UpstreamClient } from '../../src/upstream/client.js';
 import { RemoteRegistry } from '../../src/upstream/remote-registry.js';
+import { createPeerHandler } from '../../src/zone/peer-server.js';
+import { PeerRegistry } from '../../src/zone/peer-registry.js';
 import { MEDIA_TYPES, pushBlob } from '../helpers/image.js';
 import { httpRequest, removeDir, tempDir } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -43,6 +50,8 @@ interface Content {
 /** One implementation under test; `readBlob` opens through it and reads what it opened its own way. */
 interface Subject {
   readonly reader: RegistryReader<unknown>;
+  /** False for a reader that holds no tags (a zone peer): every tag rejects as absent. */
+  readonly tags: boolean;
   readonly readBlob: (range?: ByteRange) => Promise<Buffer>;
 }
 
@@ -64,6 +73,7 @@ const content: Content = (() => {
 let registry: Registry;
 let upstream: UpstreamClient;
 const closers: Array<() => void> = [];
+const peerClosers: Array<() => Promise<void>> = [];
 const subjects = new Map<string, Subject>();
 
 async function readStream(body: Readable): Promise<Buffer> {
@@ -109,8 +119,11 @@ async function remoteSubject(): Promise<Subject> {
     createLogger({ level: 'silent', sync: true }),
   );
   const reader = new RemoteRegistry(upstream, { credentials: () => undefined, maxManifestBytes: 4 << 20, onDigestMismatch: () => undefined });
-  return { reader, readBlob: async (range) => readStream((await reader.openBlob(REPO, content.blobDigest, undefined, range)).body) };
+  return { reader, tags: true, readBlob: async (range) => readStream((await reader.openBlob(REPO, content.blobDigest, undefined, range)).body) };
 }
+
+/** The cache the local subject reads, served by a peer listener for the peer subject. */
+let localParts: { cache: BlobCache; manifests: ManifestStore } | undefined;
 
 async function localSubject(): Promise<Subject> {
   const layout = new CacheLayout(path.join(work, 'cache'));
@@ -128,16 +141,30 @@ async function localSubject(): Promise<Subject> {
   if (found.kind === 'fill') await found.fill.done;
   await manifests.put(content.manifestDigest, MEDIA_TYPES.ociManifest, content.manifest);
   await manifests.putTag(REPO, TAG, { digest: content.manifestDigest.value, mediaType: MEDIA_TYPES.ociManifest, confirmedAt: Date.now() });
+  localParts = { cache, manifests };
   const reader = new LocalRegistry(store, manifests);
-  return { reader, readBlob: async (range) => readLocal(await reader.openBlob(REPO, content.blobDigest, undefined, range)) };
+  return { reader, tags: true, readBlob: async (range) => readLocal(await reader.openBlob(REPO, content.blobDigest, undefined, range)) };
+}
+
+async function peerSubject(): Promise<Subject> {
+  assert.ok(localParts);
+  const secret = 'contract-zone-secret';
+  const server = createServer(createPeerHandler({ blobCache: localParts.cache, manifests: localParts.manifests, secret, onServedBytes: () => undefined, log: createLogger({ level: 'silent', sync: true }) }));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const agent = new Agent();
+  peerClosers.push(() => agent.close(), () => new Promise<void>((resolve) => server.close(() => resolve())));
+  const reader = new PeerRegistry(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { secret, timeoutMs: 5_000, maxManifestBytes: 4 << 20, dispatcher: agent });
+  return { reader, tags: false, readBlob: async (range) => readStream((await reader.openBlob(REPO, content.blobDigest, undefined, range)).body) };
 }
 
 before(async () => {
   subjects.set('local', await localSubject());
   subjects.set('remote', await remoteSubject());
+  subjects.set('peer', await peerSubject());
 });
 
 after(async () => {
+  for (const close of peerClosers) await close();
   closers.forEach((close) => close());
   await upstream?.close();
   await registry?.dispose();
@@ -151,7 +178,7 @@ async function rejectsAbsent(answer: Promise<unknown>): Promise<void> {
   await assert.rejects(answer, (err: unknown) => (err as { status?: number }).status === 404);
 }
 
-for (const name of ['local', 'remote']) {
+for (const name of ['local', 'remote', 'peer']) {
   describe(`RegistryReader contract: ${name}`, () => {
     const subject = (): Subject => {
       const s = subjects.get(name);
@@ -182,8 +209,10 @@ for (const name of ['local', 'remote']) {
       await rejectsAbsent(subject().reader.openBlob(REPO, absent, undefined));
     });
 
-    test('resolving a tag gives the digest it names', async () => {
-      assert.equal((await subject().reader.resolveTag(REPO, TAG, undefined)).digest, content.manifestDigest.value);
+    test('resolving a tag gives the digest it names (a reader without tags: rejects with 404)', async () => {
+      const { reader, tags } = subject();
+      if (tags) assert.equal((await reader.resolveTag(REPO, TAG, undefined)).digest, content.manifestDigest.value);
+      else await rejectsAbsent(reader.resolveTag(REPO, TAG, undefined));
     });
 
     test('resolving an unknown tag, or a tag in an unknown repository, rejects with 404', async () => {

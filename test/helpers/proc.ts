@@ -32,6 +32,23 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Starts a server with `launch` on a port freePort() chose, again on another port when
+ * the one chosen was taken meanwhile (freePort() races with other processes); `port`
+ * given: that port only. Returns the port and what `launch` made.
+ */
+export async function onFreePort<T>(launch: (port: number) => Promise<T>, port?: number): Promise<{ port: number; server: T }> {
+  let chosen = port ?? (await freePort());
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return { port: chosen, server: await launch(chosen) };
+    } catch (err) {
+      if (!/address already in use/i.test(String(err)) || port !== undefined || attempt >= 3) throw err;
+      chosen = await freePort();
+    }
+  }
+}
+
 export interface WaitForOptions {
   timeoutMs?: number;
   intervalMs?: number;

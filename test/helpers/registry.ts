@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   AbortPolling,
-  freePort,
   httpRequest,
+  onFreePort,
   removeDir,
   startProcess,
   tempDir,
@@ -114,22 +114,12 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     return proc;
   };
 
-  let port = opts.port ?? (await freePort());
-  let proc: ManagedProcess;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      proc = await launch(port);
-      break;
-    } catch (err) {
-      // freePort() races with other processes; retry only the port clash.
-      const clash = /address already in use/i.test(String(err));
-      if (!clash || opts.port !== undefined || attempt >= 3) {
-        removeDir(workDir);
-        throw err;
-      }
-      port = await freePort();
-    }
-  }
+  const started = await onFreePort(launch, opts.port).catch((err: unknown) => {
+    removeDir(workDir);
+    throw err;
+  });
+  const { port } = started;
+  let proc = started.server;
 
   const reg: Registry = {
     url: `http://127.0.0.1:${port}`,
