@@ -126,7 +126,7 @@ test('a dotted key in the file is reported by name, not silently ignored', () =>
 const TIMERS = [
   'http.headers_timeout', 'http.idle_timeout', 'http.body_timeout', 'http.shutdown_timeout',
   'upstream.health.interval', 'upstream.health.timeout', 'upstream.connect_timeout', 'upstream.headers_timeout', 'upstream.body_timeout',
-  'cache.revalidate_timeout', 'cache.open_files_idle', 'cache.write_retry_interval', 'startup.timeout',
+  'cache.revalidate_timeout', 'cache.open_files_idle', 'cache.write_retry_interval', 'cache.index_snapshot_interval', 'startup.timeout',
   'zone.redis.timeout', 'zone.redis.reconnect_max', 'zone.lease_ttl', 'zone.peer.timeout',
 ];
 const COMPARED = ['auth.token.leeway', 'auth.check.ttl', 'cache.tag_ttl', 'cache.max_stale', 'cache.sync_read_max', 'prewarm.dedupe_ttl', 'status.window', 'zone.facts_ttl', 'zone.warn_interval'];
