@@ -1,17 +1,9 @@
 // prewarm.* as the loader checks it: one problem line per bad glob or platform, naming the key.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { envProblems } from '../helpers/config-problems.js';
 
-function problems(env: Record<string, string>): readonly string[] {
-  try {
-    loadConfig({ env });
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
 
 test('defaults: off without a token, every repository, every platform', () => {
   const { prewarm } = loadConfig({ env: {} });
@@ -19,9 +11,9 @@ test('defaults: off without a token, every repository, every platform', () => {
 });
 
 test('a bad glob or platform is one line naming the key and its env variable', () => {
-  assert.deepEqual(problems({ REGISTRY_EDGE_PREWARM_PLATFORMS: 'linux/amd64,linux', REGISTRY_EDGE_PREWARM_EXCLUDE: 'team/a**' }), [
+  assert.deepEqual(envProblems({ REGISTRY_EDGE_PREWARM_PLATFORMS: 'linux/amd64,linux', REGISTRY_EDGE_PREWARM_EXCLUDE: 'team/a**' }), [
     'prewarm.exclude (env REGISTRY_EDGE_PREWARM_EXCLUDE): "team/a**" is not allowed; ** must stand for whole path components (a/**, **/b, a/**/b)',
     'prewarm.platforms (env REGISTRY_EDGE_PREWARM_PLATFORMS): "linux" is not allowed; expected os/arch or os/arch/variant, e.g. linux/amd64',
   ]);
-  assert.deepEqual(problems({ REGISTRY_EDGE_PREWARM_QUEUE: '0' }), ['prewarm.queue (env REGISTRY_EDGE_PREWARM_QUEUE): "0" is not allowed; expected an integer (at least 1)']);
+  assert.deepEqual(envProblems({ REGISTRY_EDGE_PREWARM_QUEUE: '0' }), ['prewarm.queue (env REGISTRY_EDGE_PREWARM_QUEUE): "0" is not allowed; expected an integer (at least 1)']);
 });

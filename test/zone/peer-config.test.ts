@@ -1,17 +1,9 @@
 // The zone.peer.* keys: defaults, env overrides, and the start-up problems that name the key.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { envProblems } from '../helpers/config-problems.js';
 
-function problems(env: Record<string, string>): readonly string[] {
-  try {
-    loadConfig({ env });
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
 
 test('off by default: no listener, a 2 s peer timeout', () => {
   const { zone } = loadConfig({ env: {} });
@@ -30,13 +22,13 @@ test('the secret comes from REGISTRY_EDGE_ZONE_SECRET', () => {
 
 test('a peer listener without a secret, with TLS and no http.tls pair, or in a zone without its url, is a start-up problem naming the key', () => {
   assert.deepEqual(
-    problems({ REGISTRY_EDGE_ZONE_PEER_ADDR: '127.0.0.1:5002' }).filter((p) => p.startsWith('zone.')),
+    envProblems({ REGISTRY_EDGE_ZONE_PEER_ADDR: '127.0.0.1:5002' }).filter((p) => p.startsWith('zone.')),
     ['zone.secret: must be set when zone.peer.addr is set (the replicas of the zone authenticate to each other with it)'],
   );
-  assert.match(problems({ REGISTRY_EDGE_ZONE_PEER_ADDR: '127.0.0.1:5002', REGISTRY_EDGE_ZONE_SECRET: 's', REGISTRY_EDGE_ZONE_PEER_TLS: 'true' }).join('\n'), /^zone\.peer\.tls \(env REGISTRY_EDGE_ZONE_PEER_TLS\): needs http\.tls\.certificate/m);
-  assert.match(problems({ REGISTRY_EDGE_ZONE_PEER_URL: 'not a url' }).join('\n'), /zone\.peer\.url/);
+  assert.match(envProblems({ REGISTRY_EDGE_ZONE_PEER_ADDR: '127.0.0.1:5002', REGISTRY_EDGE_ZONE_SECRET: 's', REGISTRY_EDGE_ZONE_PEER_TLS: 'true' }).join('\n'), /^zone\.peer\.tls \(env REGISTRY_EDGE_ZONE_PEER_TLS\): needs http\.tls\.certificate/m);
+  assert.match(envProblems({ REGISTRY_EDGE_ZONE_PEER_URL: 'not a url' }).join('\n'), /zone\.peer\.url/);
   assert.deepEqual(
-    problems({ REGISTRY_EDGE_ZONE_PEER_ADDR: '127.0.0.1:5002', REGISTRY_EDGE_ZONE_SECRET: 's', REGISTRY_EDGE_ZONE_REDIS_URL: 'redis://127.0.0.1:6379' }),
+    envProblems({ REGISTRY_EDGE_ZONE_PEER_ADDR: '127.0.0.1:5002', REGISTRY_EDGE_ZONE_SECRET: 's', REGISTRY_EDGE_ZONE_REDIS_URL: 'redis://127.0.0.1:6379' }),
     ["zone.peer.url: must be set when zone.redis.url and zone.peer.addr are set (how the zone's other replicas reach this one's peer listener, e.g. http://10.0.3.7:5002)"],
   );
 });
