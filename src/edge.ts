@@ -7,8 +7,9 @@ import { access } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { Membership } from './cache/membership.js';
+import type { HostCoordinator } from './zone/host-coordinator.js';
 import { BlobCache } from './cache/blob-cache.js';
-import { BlobStore } from './cache/blob-store.js';
+import { BlobStore, type SharedDirectory } from './cache/blob-store.js';
 import { CacheLayout } from './cache/layout.js';
 import { ManifestStore } from './cache/manifest-store.js';
 import { Writability } from './cache/writability.js';
@@ -31,11 +32,23 @@ import { createCoordinator } from './zone/create.js';
 
 export interface RunningEdge {
   readonly httpAddress: string;
+  readonly plainAddress: string | undefined;
+  readonly tls: boolean;
   readonly adminAddress: string;
   readonly metrics: Metrics;
   /** Applies what can change without a restart: the upstream list and the TLS pair. */
   reload(config: Config): Promise<void>;
   close(): Promise<void>;
+}
+
+/** One of several workers of a host sharing the listeners and the cache directory (workers: N). */
+export interface WorkerRole {
+  /** 1 for the worker that owns the cache directory's budget, index snapshot and eviction. */
+  readonly id: number;
+  readonly coordinator: HostCoordinator;
+  readonly directory: SharedDirectory;
+  /** Passes the other workers' directory events on to this worker's store. */
+  hear(store: BlobStore): void;
 }
 
 const READY_TIMEOUT_MS = 2_000;
@@ -45,15 +58,16 @@ const ms = (seconds: number): number => Math.round(seconds * 1000);
 /** After http.shutdown_timeout, how long aborted fills get to remove their temp files before the process exits anyway. */
 const ABORT_GRACE_MS = 2_000;
 
-export async function startEdge(config: Config, log: Logger): Promise<RunningEdge> {
+export async function startEdge(config: Config, log: Logger, worker?: WorkerRole): Promise<RunningEdge> {
   const metrics = new Metrics();
   const descriptors = new DescriptorAlarm(metrics.registry, log);
   const status = new StatusRecorder({ errors: config.status.errors, repositories: config.status.repositories, windowMs: ms(config.status.window) });
-  const layout = new CacheLayout(resolve(config.cache.dir));
+  const layout = new CacheLayout(resolve(config.cache.dir), worker?.id);
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
   const maxBlobSize = config.cache.max_blob_size || Math.floor(maxsize / 2);
   const snapshotInterval = config.cache.index_snapshot_interval;
-  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds }, snapshotInterval }, {
+  const shared = worker?.directory;
+  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds }, snapshotInterval, shared }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);
@@ -79,6 +93,7 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   const manifestStore = new ManifestStore(layout, config.cache.fsync, writability, (bytes) => store.charge(bytes));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, manifestStore.init());
   await underKey('cache.dir', `cannot prepare ${layout.root}`, store.init());
+  worker?.hear(store);
   const blobCache = new BlobCache(store, config.cache.fsync, writability, {
     onFillStart: () => metrics.fillsInFlight.inc(),
     onFillEnd: (result, digest, error) => {
@@ -98,13 +113,13 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
   });
   const membership = new Membership(join(layout.root, 'membership.log'));
   await underKey('cache.dir', `cannot prepare ${layout.root}`, membership.init());
-  const coordinator = await createCoordinator(config, metrics, log, config.zone.peer.addr ? config.zone.peer.url : '');
-  const zone = await createZonePeers({ config, coordinator, blobCache, manifestStore, metrics, log });
-  const shared = { blobCache, manifestStore, membership, zone: coordinator, zoneFills: zone.fills, edge: config, metrics, log };
+  const coordinator = worker?.coordinator ?? (await createCoordinator(config, metrics, log, config.zone.peer.addr ? config.zone.peer.url : ''));
+  const zone = await createZonePeers({ config, coordinator, blobCache, manifestStore, metrics, log, exclusive: worker !== undefined });
+  const parts = { blobCache, manifestStore, membership, zone: coordinator, zoneFills: zone.fills, edge: config, metrics, log };
   const origins: Origin[] = [];
-  for (const origin of config.origins) origins.push(await createOrigin(origin, shared));
+  for (const origin of config.origins) origins.push(await createOrigin(origin, parts));
   // With Redis, one replica of the zone does each notified prefetch.
-  const prewarm = createPrewarm(config, origins, shared, coordinator);
+  const prewarm = createPrewarm(config, origins, parts, coordinator);
   const router = createRouter({
     origins: originTable(origins, config.unknown_ns),
     publicHost: config.http.host,
@@ -151,20 +166,23 @@ export async function startEdge(config: Config, log: Logger): Promise<RunningEdg
         }),
     }),
   );
-  const listenAs = (key: string, server: Server, addr: string): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr));
+  const listenAs = (key: string, server: Server, addr: string, exclusive = false): Promise<string> => underKey(key, `cannot listen on ${addr}`, listen(server, addr, exclusive));
   const httpAddress = await listenAs('http.addr', servers[0] as Server, config.http.addr);
   const plainAddress = servers[1] ? await listenAs('http.plain_addr', servers[1], config.http.plain_addr) : undefined;
-  const adminAddress = await listenAs('admin.addr', admin, config.admin.addr);
+  const adminAddress = await listenAs('admin.addr', admin, config.admin.addr, worker !== undefined);
   const peerAddress = await zone.listen();
+  if (worker && peerAddress) worker.coordinator.listening(`http://${peerAddress}`);
   for (const server of [...servers, admin]) {
     server.on('error', (err) => {
       if (!descriptors.note(err, 'accept')) log.error({ err }, 'listener error');
     });
   }
-  log.info({ httpAddress, plainAddress, adminAddress, peerAddress, tls: tls !== undefined, upstreams: origins.flatMap((o) => o.upstream.urls), origins: origins.map((o) => o.host).filter(Boolean), cacheDir: layout.root, mode: config.origins[0]?.auth.mode }, 'registry-edge listening');
+  log.info({ pid: process.pid, httpAddress, plainAddress, adminAddress, peerAddress, tls: tls !== undefined, upstreams: origins.flatMap((o) => o.upstream.urls), origins: origins.map((o) => o.host).filter(Boolean), cacheDir: layout.root, mode: config.origins[0]?.auth.mode }, worker ? 'worker listening' : 'registry-edge listening');
 
   return {
     httpAddress,
+    plainAddress,
+    tls: tls !== undefined,
     adminAddress,
     metrics,
     async reload(next: Config) {

@@ -6,6 +6,7 @@
  * outlives a restart as a snapshot (blob-index-snapshot.ts). Knows digests, files and sizes only.
  */
 import type { Writable } from 'node:stream';
+import { statSync } from 'node:fs';
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDigest, type Digest } from '../oci/grammar.js';
@@ -31,7 +32,30 @@ export interface BlobStoreOptions {
   openFiles: OpenFilesOptions;
   /** Seconds between writes of the index snapshot (each only if the index changed); undefined: at close only. */
   snapshotInterval?: number;
+  /** The directory is shared with the other workers of this host (workers: N). */
+  shared?: SharedDirectory;
 }
+
+/**
+ * How a store takes part when the workers of one host share its directory: one of them,
+ * the owner, keeps the budget (its index knows every blob, it evicts and writes the
+ * snapshot); the others tell it what they commit, use and charge, and forget what it
+ * evicts. A blob another worker committed is found on disk at its first use here.
+ */
+export interface SharedDirectory {
+  readonly owner: boolean;
+  /** Sends an event to the owner (from the others) or to the others (from the owner). */
+  tell(event: DirectoryEvent): void;
+}
+
+export type DirectoryEvent =
+  | { readonly kind: 'added'; readonly key: string; readonly size: number }
+  | { readonly kind: 'used'; readonly keys: readonly string[] }
+  | { readonly kind: 'charged'; readonly bytes: number }
+  | { readonly kind: 'evicted'; readonly key: string };
+
+/** How often a worker that does not own the directory tells the owner which blobs it served (their place in the LRU order). */
+const USES_FLUSH_MS = 1_000;
 
 export interface BlobStoreEvents {
   /** Bytes counted against the budget (blobs, charged, held for fills) and committed blobs. */
@@ -128,6 +152,12 @@ export class BlobStore {
   /** The index changed (a use, a commit, an eviction) since the snapshot on disk was written. */
   private dirty = false;
   private saving: Promise<void> | undefined;
+  private readonly shared: SharedDirectory | undefined;
+  /** Blobs served since the owner was last told (workers that do not own the directory). */
+  private readonly uses = new Set<string>();
+  private usesTimer: NodeJS.Timeout | undefined;
+  /** Charges before init are the manifests already on disk, which the owner counts itself. */
+  private started = false;
 
   constructor(layout: CacheLayout, options: BlobStoreOptions, events: BlobStoreEvents) {
     this.layout = layout;
@@ -138,6 +168,54 @@ export class BlobStore {
     this.maxSize = options.maxSize;
     this.maxBlobSize = Math.min(options.maxBlobSize, options.maxSize);
     this.snapshotMs = options.snapshotInterval === undefined ? undefined : Math.max(1, Math.round(options.snapshotInterval * 1000));
+    this.shared = options.shared;
+  }
+
+  /** Only a worker that does not own a shared directory leaves the budget to another. */
+  private get follows(): boolean {
+    return this.shared !== undefined && !this.shared.owner;
+  }
+
+  /** What another worker of the host told this one (see SharedDirectory). */
+  heard(event: DirectoryEvent): void {
+    switch (event.kind) {
+      case 'added':
+        if (this.follows || this.index.has(event.key)) return;
+        this.index.add(event.key, event.size);
+        this.dirty = true;
+        break;
+      case 'used':
+        if (this.follows) return;
+        for (const key of event.keys) this.index.touch(key);
+        this.dirty = true;
+        return;
+      case 'charged':
+        if (this.follows) return;
+        this.charged += event.bytes;
+        break;
+      case 'evicted':
+        if (!this.follows) return;
+        this.index.remove(event.key);
+        this.files.drop(event.key);
+        break;
+    }
+    this.makeRoom(0);
+    this.report();
+  }
+
+  /**
+   * A blob this index does not list yet, when another worker of the host may have
+   * committed it: indexed from its file (a stat, once per blob and worker).
+   */
+  private adopt(digest: Digest): number | undefined {
+    if (!this.shared) return undefined;
+    const st = statSync(this.layout.blobPath(digest), { throwIfNoEntry: false });
+    if (!st?.isFile()) return undefined;
+    this.index.add(digest.value, st.size);
+    this.dirty = true;
+    this.makeRoom(0);
+    this.report();
+    return st.size;
   }
 
   /**
@@ -151,6 +229,13 @@ export class BlobStore {
     await rm(this.layout.tmp, { recursive: true, force: true });
     await mkdir(this.layout.tmp, { recursive: true });
     await mkdir(this.layout.blobs, { recursive: true });
+    this.started = true;
+    if (this.follows) {
+      // The owner loads and checks the directory; this worker finds blobs as it is asked for them.
+      this.usesTimer = setInterval(() => this.tellUses(), USES_FLUSH_MS);
+      this.usesTimer.unref();
+      return;
+    }
     await mkdir(this.layout.index, { recursive: true });
     for (const name of await readdir(this.layout.index)) {
       if (join(this.layout.index, name) !== this.layout.indexSnapshot) await rm(join(this.layout.index, name), { recursive: true, force: true });
@@ -186,6 +271,7 @@ export class BlobStore {
    * time; a failure is reported and the next interval tries again).
    */
   saveIndex(): Promise<void> {
+    if (this.follows) return Promise.resolve();
     if (this.saving || !this.dirty) return this.saving ?? Promise.resolve();
     this.dirty = false;
     this.saving = this.writeIndex().finally(() => {
@@ -217,6 +303,7 @@ export class BlobStore {
 
   /** Evicts least recently used blobs until `extra` more bytes fit; false when what is left is being read or held. */
   private makeRoom(extra: number): boolean {
+    if (this.follows) return true;
     while (this.used + extra > this.maxSize && this.evictOne());
     return this.used + extra <= this.maxSize;
   }
@@ -247,6 +334,7 @@ export class BlobStore {
         const removed: Promise<void> = unlink(this.layout.blobPath(digest)).then(done, done);
         this.removing.add(removed);
       }
+      this.shared?.tell({ kind: 'evicted', key });
       this.events.onEvict();
       return true;
     }
@@ -281,13 +369,14 @@ export class BlobStore {
 
   /** Counts `bytes` another store put on disk (a manifest) against the budget. */
   charge(bytes: number): void {
+    if (this.follows && this.started) this.shared?.tell({ kind: 'charged', bytes });
     this.charged += bytes;
     this.makeRoom(0);
     this.report();
   }
 
   has(digest: Digest): boolean {
-    return this.index.has(digest.value);
+    return this.index.has(digest.value) || this.adopt(digest) !== undefined;
   }
 
   /**
@@ -299,8 +388,9 @@ export class BlobStore {
    */
   async open(digest: Digest): Promise<OpenBlob | undefined> {
     const key = digest.value;
-    if (this.index.touch(key) === undefined) return undefined;
+    if (this.index.touch(key) === undefined && this.adopt(digest) === undefined) return undefined;
     this.dirty = true;
+    if (this.follows) this.uses.add(key);
     const path = this.layout.blobPath(digest);
     let file: OpenFile;
     try {
@@ -345,6 +435,8 @@ export class BlobStore {
   /** Writes the index snapshot and closes the descriptors kept open; copies still running keep theirs until they end. */
   async close(): Promise<void> {
     clearInterval(this.snapshotTimer);
+    clearInterval(this.usesTimer);
+    this.tellUses();
     this.files.close();
     await this.saving;
     await this.saveIndex();
@@ -352,7 +444,13 @@ export class BlobStore {
 
   /** Size of a committed blob without opening it. */
   sizeOf(digest: Digest): number | undefined {
-    return this.index.peek(digest.value);
+    return this.index.peek(digest.value) ?? this.adopt(digest);
+  }
+
+  private tellUses(): void {
+    if (this.uses.size === 0) return;
+    this.shared?.tell({ kind: 'used', keys: [...this.uses] });
+    this.uses.clear();
   }
 
   /**
@@ -372,6 +470,7 @@ export class BlobStore {
     this.files.drop(key);
     space.release();
     this.index.add(key, size);
+    if (this.follows) this.shared?.tell({ kind: 'added', key, size });
     this.dirty = true;
     const readersGone = this.reading(key);
     this.makeRoom(0);

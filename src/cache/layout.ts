@@ -7,6 +7,7 @@
  *   <dir>/index/snapshot                        every committed blob's digest and size, least recently used first
  *   <dir>/index/snapshot.<random>               a snapshot being written (removed at start)
  *   <dir>/tmp/                                  fills and writes in progress (same filesystem, so rename is atomic)
+ *   <dir>/tmp/<n>/                              those of worker n, when several share the directory (workers: N)
  *
  * Every name below <dir> is built from a validated digest or a hash, never from raw request text.
  */
@@ -23,12 +24,13 @@ export class CacheLayout {
   readonly index: string;
   readonly indexSnapshot: string;
 
-  constructor(root: string) {
+  /** `worker`: the tmp/ subdirectory of one of several workers sharing the directory. */
+  constructor(root: string, worker?: number) {
     this.root = root;
     this.blobs = join(root, 'blobs');
     this.manifests = join(root, 'manifests');
     this.tags = join(root, 'tags');
-    this.tmp = join(root, 'tmp');
+    this.tmp = worker === undefined ? join(root, 'tmp') : join(root, 'tmp', String(worker));
     this.index = join(root, 'index');
     this.indexSnapshot = join(this.index, 'snapshot');
   }

@@ -3,6 +3,8 @@
  * start-up with exit 2 (one line on stderr); once serving, no error ends the process
  * (src/runtime/uncaught.ts).
  */
+import cluster from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { checkFiles } from '../config/preflight.js';
 import { describeCause } from '../config/problem.js';
@@ -10,6 +12,8 @@ import type { Config } from '../config/schema.js';
 import { startEdge, type RunningEdge } from '../edge.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { keepServing } from '../runtime/uncaught.js';
+import { WorkerStartFailed, runPrimary, workerCount } from '../workers/primary.js';
+import { workerSetup } from '../workers/worker.js';
 import { parseArgs, type Command } from './args.js';
 import { DEFAULT_CONFIG, configFile, configProblems, warnConfig } from './config-file.js';
 
@@ -25,6 +29,8 @@ const USAGE = `usage:
  * on stderr with the stack in the log.
  */
 function failStartup(log: Logger, err: unknown): never {
+  // The worker that failed said why on the shared stderr.
+  if (err instanceof WorkerStartFailed) process.exit(2);
   if (err instanceof ConfigError) process.stderr.write(configProblems(err));
   else {
     log.error({ err }, 'start-up failed');
@@ -40,11 +46,24 @@ async function serve(file: string, pretty: boolean): Promise<void> {
   const onStartupFault = (err: unknown): never => failStartup(log, err);
   process.on('uncaughtException', onStartupFault);
   process.on('unhandledRejection', onStartupFault);
+  const worker = cluster.isWorker ? workerSetup(config) : undefined;
+  const count = workerCount(config);
   let edge: RunningEdge;
   try {
-    const problems = await checkFiles(config, { keep: true });
+    // The primary checks the files once for all its workers.
+    const problems = worker ? [] : await checkFiles(config, { keep: true });
     if (problems.length > 0) throw new ConfigError(problems);
-    edge = await startEdge(config, log);
+    if (!worker && count > 1) {
+      const primary = await runPrimary(config, count, log);
+      process.off('uncaughtException', onStartupFault);
+      process.off('unhandledRejection', onStartupFault);
+      keepServing(log, () => undefined);
+      await primary.stopped;
+      log.info('stopped');
+      log.flush();
+      process.exit(0);
+    }
+    edge = await startEdge(worker?.config ?? config, worker ? log.child({ worker: worker.role.id }) : log, worker?.role);
   } catch (err) {
     failStartup(log, err);
   } finally {
@@ -81,6 +100,13 @@ async function serve(file: string, pretty: boolean): Promise<void> {
   });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (worker) {
+    // prom-client answers the primary's metrics requests from this worker's registry.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([edge.metrics.registry]);
+    process.send?.({ type: 'registry-edge:ready', ready: { httpAddress: edge.httpAddress, plainAddress: edge.plainAddress, adminAddress: edge.adminAddress, tls: edge.tls } });
+    worker.onOrphaned(() => stop('primary gone'));
+  }
 }
 
 export const command: Command = {

@@ -166,6 +166,12 @@ function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = '
       if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) return bad('a list of strings (env: comma-separated)');
       return [list];
     }
+    case 'workers': {
+      if (raw === 'auto') return [raw];
+      const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || outside(n)) return bad(`an integer (${bounds(spec, String)}) or auto`);
+      return [n];
+    }
     case 'upstreams': {
       const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
       if (!Array.isArray(list) || list.length === 0) return bad('a non-empty list of upstream URLs (env: comma-separated)');
@@ -331,6 +337,9 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   const { peer, secret } = config.zone;
   if (peer.addr && !secret) problems.push(`${named('zone.secret')}: must be set when zone.peer.addr is set (the replicas of the zone authenticate to each other with it)`);
   if (peer.addr && config.zone.redis.url && !peer.url) problems.push(`${named('zone.peer.url')}: must be set when zone.redis.url and zone.peer.addr are set (how the zone's other replicas reach this one's peer listener, e.g. http://10.0.3.7:5002)`);
+  if (config.workers !== 1 && (config.zone.redis.url || peer.addr)) {
+    problems.push(`${named('workers')}: more than one worker does not join a zone yet; with ${config.zone.redis.url ? 'zone.redis.url' : 'zone.peer.addr'} set keep workers at 1 (run one replica per core instead)`);
+  }
   if (peer.tls && !config.http.tls.certificate) problems.push(`${named('zone.peer.tls')}: needs http.tls.certificate and http.tls.key (the peer listener serves that pair)`);
   return problems;
 }
@@ -373,7 +382,7 @@ function deepFreeze<T>(value: T): T {
 /** The key table as Markdown, for the README and `config reference`. */
 export function configReference(): string {
   const limit = (k: KeySpec): string => (k.max === undefined ? '' : `, at most ${k.type === 'duration' ? showSeconds(k.max) : k.max}`);
-  const row = (k: KeySpec, path: string, env: string): string => `| \`${path}\` | \`${env}\` | ${k.type}${k.values ? ` (${k.values.join(', ')})` : ''}${limit(k)} | \`${show(k.default)}\` | ${k.doc} |`;
+  const row = (k: KeySpec, path: string, env: string): string => `| \`${path}\` | \`${env}\` | ${k.type === 'workers' ? 'int or auto' : k.type}${k.values ? ` (${k.values.join(', ')})` : ''}${limit(k)} | \`${show(k.default)}\` | ${k.doc} |`;
   const rows = KEYS.map((k) => row(k, k.path, envName(k.path)));
   // The other per-origin keys are the top-level ones above, under origins.<host>.
   for (const k of ORIGIN_KEYS.filter((o) => !KEYS.includes(o))) rows.push(row(k, `origins.<host>.${k.path}`, originEnvName('<HOST>', k.path)));

@@ -3,7 +3,7 @@
  * env overrides (`REGISTRY_EDGE_<PATH>`) and `config reference` all read this table,
  * so a key cannot exist in one place and be missing from another.
  */
-export type KeyType = 'string' | 'int' | 'bytes' | 'duration' | 'bool' | 'addr' | 'url' | 'enum' | 'upstreams' | 'strings';
+export type KeyType = 'string' | 'int' | 'bytes' | 'duration' | 'bool' | 'addr' | 'url' | 'enum' | 'upstreams' | 'strings' | 'workers';
 
 export interface KeySpec {
   readonly path: string;
@@ -46,6 +46,7 @@ export const KEYS: readonly KeySpec[] = [
   { path: 'http.body_timeout', type: 'duration', default: '900s', min: 1, max: TIMER_MAX, doc: 'Longest pause in a request or response body before the connection is closed (nginx proxy_read_timeout).' },
   { path: 'http.max_connections', type: 'int', default: 4096, min: 1, doc: 'Client connections of all client listeners together (nginx worker_connections). Near it the longest-idle connections are closed so a new client is served; at it, with none idle, new connections are closed on arrival (a warn line every 10 s). Kept below the descriptor limit (RLIMIT_NOFILE): when it is not comfortably below, the edge warns at start and uses what fits.' },
   { path: 'http.shutdown_timeout', type: 'duration', default: '8s', min: 0, max: TIMER_MAX, doc: 'On SIGTERM/SIGINT: how long in-flight responses and fills may go on (nginx worker_shutdown_timeout); then connections are cut, fills aborted, their temp files removed, and the process exits 0. Keep it below the runtime\'s kill grace (docker stop: 10 s, Kubernetes: 30 s).' },
+  { path: 'workers', type: 'workers', default: 1, min: 1, max: 256, doc: 'Serving processes on this host (nginx worker_processes), sharing the listeners and cache.dir: an integer, or auto for one per core (os.availableParallelism()). Above 1 a primary process supervises them (restarts one that dies, forwards SIGHUP and SIGTERM), serves admin.addr with /metrics summed over the workers, and gives each blob fill to one worker, which the others follow; the first worker evicts for all. Per worker: http.max_connections, the descriptor limit. Not yet with zone.redis.url or zone.peer.addr.' },
   { path: 'admin.addr', type: 'addr', default: '127.0.0.1:5001', doc: 'host:port of /metrics, /healthz and /readyz; keep it off the public interface.' },
   { path: 'status.errors', type: 'int', default: 50, min: 1, max: 10_000, doc: 'Recent errors the status page (admin `/`, `/status.json`) keeps: requests answered 5xx and blob fills that failed, newest first.' },
   { path: 'status.repositories', type: 'int', default: 1000, min: 1, max: 100_000, doc: 'Repositories whose requests and bytes the status page counts since start (it shows the busiest 10); past it a new name takes the place of the least requested one.' },
@@ -144,6 +145,8 @@ export interface Config {
     readonly max_connections: number;
     readonly shutdown_timeout: number;
   };
+  /** A count, or 'auto' (one per core), resolved when serving starts. */
+  readonly workers: number | 'auto';
   readonly admin: { readonly addr: string };
   readonly upstreams: readonly UpstreamConfig[];
   readonly upstream: {

@@ -28,12 +28,16 @@ export function splitAddr(addr: string): { host: string; port: number } {
   return { host: host || '0.0.0.0', port: Number(addr.slice(i + 1)) };
 }
 
-/** Listens and resolves with the bound address (the real port when 0 was asked for). */
-export function listen(server: Server, addr: string): Promise<string> {
+/**
+ * Listens and resolves with the bound address (the real port when 0 was asked for).
+ * `exclusive`: in a cluster worker, a socket of this worker's own instead of the one the
+ * workers share (each worker's admin and peer listeners).
+ */
+export function listen(server: Server, addr: string, exclusive = false): Promise<string> {
   const { host, port } = splitAddr(addr);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, exclusive }, () => {
       server.off('error', reject);
       const a = server.address() as AddressInfo;
       resolve(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);

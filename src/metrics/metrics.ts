@@ -89,6 +89,8 @@ export class Metrics {
     help: 'Upstream instances by origin and upstream (host:port): 1 while requests are sent to it, 0 while it is down (its health check failed, or upstream max_fails within fail_timeout).',
     labelNames: ['origin', 'upstream'] as const,
     registers: [this.registry],
+    // With workers: N, up while any worker's checks find it up (each worker checks on its own).
+    aggregator: 'max',
     collect: () => {
       this.upstreamUp.reset();
       for (const h of this.#upstreamHealth()) this.upstreamUp.set({ origin: h.origin, upstream: h.upstream }, h.up ? 1 : 0);
@@ -107,24 +109,29 @@ export class Metrics {
     name: 'registry_edge_cache_size_bytes',
     help: 'Bytes counted against cache.maxsize: committed blobs, manifests, and the space held for fills in progress.',
     registers: [this.registry],
+    // With workers: N, worker 1 keeps the directory's budget; the others count only what they have used.
+    aggregator: 'max',
   });
 
   readonly cacheMaxBytes = new Gauge({
     name: 'registry_edge_cache_max_bytes',
     help: 'cache.maxsize: the budget registry_edge_cache_size_bytes is held to.',
     registers: [this.registry],
+    aggregator: 'max',
   });
 
   readonly cacheWritable = new Gauge({
     name: 'registry_edge_cache_writable',
     help: '1 while the cache directory takes writes; 0 while a write failed (disk full, read-only) and misses stream through uncached.',
     registers: [this.registry],
+    aggregator: 'min',
   });
 
   readonly cacheBlobs = new Gauge({
     name: 'registry_edge_cache_blobs',
     help: 'Committed blobs in the cache.',
     registers: [this.registry],
+    aggregator: 'max',
   });
 
   readonly evictions = new Counter({

@@ -25,6 +25,8 @@ export interface ZonePeersParts {
   readonly manifestStore: ManifestStore;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** A cluster worker's own listener, not one shared with the other workers. */
+  readonly exclusive?: boolean;
 }
 
 export interface ZonePeers {
@@ -83,7 +85,7 @@ export async function createZonePeers(parts: ZonePeersParts): Promise<ZonePeers>
     fills,
     async listen() {
       if (!server) return undefined;
-      const address = await underKey('zone.peer.addr', `cannot listen on ${peer.addr}`, listen(server, peer.addr));
+      const address = await underKey('zone.peer.addr', `cannot listen on ${peer.addr}`, listen(server, peer.addr, parts.exclusive));
       server.on('error', (err) => log.error({ err, key: 'zone.peer.addr' }, 'peer listener error'));
       return address;
     },

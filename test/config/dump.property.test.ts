@@ -35,6 +35,8 @@ function valueFor(spec: KeySpec): fc.Arbitrary<string> {
     case 'bytes':
     case 'int':
       return number(spec, true).map(String);
+    case 'workers':
+      return fc.oneof(number(spec, true).map(String), fc.constant('auto'));
     case 'bool':
       return fc.constantFrom('true', 'false');
     case 'enum':
