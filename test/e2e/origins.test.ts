@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ctrContentDigests, ctrForget, ctrPull, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.js';
 import { logLines, startEdge, type Edge } from '../helpers/edge.js';
-import { makeOciLayout, pushImage, skopeo, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { httpRequest, removeDir, run, tempDir } from '../helpers/proc.js';
+import { makeOciLayout, pushImage, sha256Digest, skopeo, verifyDirPull, type ImageInfo } from '../helpers/image.js';
+import { httpRequest, removeDir, run, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startShim, type Shim } from '../helpers/shim.js';
 
@@ -144,6 +144,32 @@ describe('one edge, two origins', () => {
     const manifestViaB = await httpRequest(`${edge.url}/v2/team/app/manifests/${manifest}?ns=${B}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(manifestViaB.status, 404, "A's manifest, cached, is not B's");
     assert.equal(side(A).shim.stats.requests.length, 0);
+  });
+
+  test('an edge of one origin (no origins:) drops ns too: never forwarded upstream, never part of a cache key', async () => {
+    const single = await startEdge({ workDir: work, cacheDir: path.join(work, 'cache-single'), configYaml: `upstreams: [${side(A).shim.url}]\n` });
+    try {
+      resetShims();
+      const layer = side(A).image.layers[1]?.digest ?? '';
+      const tags = await httpRequest(`${single.url}/v2/team/app/tags/list?ns=docker.io&n=10`);
+      assert.equal(tags.status, 200);
+      const catalog = await httpRequest(`${single.url}/v2/_catalog?ns=docker.io`);
+      assert.equal(catalog.status, 200);
+      const blob = await httpRequest(`${single.url}/v2/team/app/blobs/${layer}?ns=docker.io`);
+      assert.equal(blob.status, 200);
+      const seen = side(A).shim.stats.requests.map((r) => r.path);
+      assert.ok(seen.includes('/v2/team/app/tags/list?n=10'), `tags/list passed through without ns: ${seen.join(', ')}`);
+      assert.ok(seen.includes('/v2/_catalog'), `the catalog passed through without ns: ${seen.join(', ')}`);
+      for (const p of seen) assert.doesNotMatch(p, /[?&]ns=/, 'ns is not forwarded');
+      assert.equal(side(A).shim.stats.blobGets(layer), 1);
+      await waitFor(async () => (await single.metric('registry_edge_fills_in_flight')) === 0, { what: 'the fill to be committed' });
+      const again = await httpRequest(`${single.url}/v2/team/app/blobs/${layer}`);
+      assert.equal(again.status, 200);
+      assert.equal(sha256Digest(again.body), layer);
+      assert.equal(side(A).shim.stats.blobGets(layer), 1, 'the blob cached through ?ns= is the one served without it');
+    } finally {
+      await single.stop();
+    }
   });
 
   test('unknown_ns: default serves an ns this edge does not front from the default origin, and still dials nothing else', async () => {
