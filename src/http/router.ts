@@ -89,14 +89,12 @@ const OUT_OF_DESCRIPTORS = new RegistryError('UNAVAILABLE', 'the edge is out of 
 /**
  * The origin a request is for: the one its ?ns= names (a closed list: an unknown host
  * is refused, never dialled), else the one its host prefix names, else the default.
- * Sets what the origin is asked (without the prefix and ns) and the OCI-Namespace
- * answer header; throws the refusal.
+ * Sets the path the origin is asked (without the prefix) and the OCI-Namespace answer
+ * header; throws the refusal.
  */
-function chooseOrigin(ex: Exchange, table: OriginTable): Origin {
+function chooseOrigin(ex: Exchange, table: OriginTable, ns: string | undefined): Origin {
   if (table.byHost.size === 0) return table.fallback;
   const prefixed = splitOriginPrefix(ex.path, table.byHost);
-  const { ns, rest } = takeNamespace(ex.query);
-  ex.upstreamQuery = rest;
   if (prefixed) {
     ex.prefix = prefixed.host;
     ex.upstreamPath = prefixed.path;
@@ -134,14 +132,18 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
   return (req, res) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
+    const query = q < 0 ? '' : url.slice(q);
+    // Dropped in every config, one origin or many: containerd sends ns to any mirror, and
+    // it is no business of the origin's (nor of a cache key, which never holds the query).
+    const { ns, rest: upstreamQuery } = takeNamespace(query);
     const secure = (req.socket as TLSSocket).encrypted === true;
     const ex: Exchange = {
       req,
       res,
       path: q < 0 ? url : url.slice(0, q),
-      query: q < 0 ? '' : url.slice(q),
+      query,
       upstreamPath: q < 0 ? url : url.slice(0, q),
-      upstreamQuery: q < 0 ? '' : url.slice(q),
+      upstreamQuery,
       prefix: '',
       origin: table.fallback.host,
       startedAt: performance.now(),
@@ -217,7 +219,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     let parsed: DistributionRequest | undefined;
     let origin: Origin;
     try {
-      origin = chooseOrigin(ex, table);
+      origin = chooseOrigin(ex, table, ns);
       ex.origin = origin.host;
       parsed = parseDistributionPath(ex.upstreamPath);
     } catch (err) {

@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ctrContentDigests, ctrForget, ctrPull, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.js';
 import { logLines, startEdge, type Edge } from '../helpers/edge.js';
-import { makeOciLayout, pushImage, skopeo, verifyDirPull, type ImageInfo } from '../helpers/image.js';
-import { httpRequest, removeDir, run, tempDir } from '../helpers/proc.js';
+import { makeOciLayout, pushImage, sha256Digest, skopeo, verifyDirPull, type ImageInfo } from '../helpers/image.js';
+import { httpRequest, removeDir, run, tempDir, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { startShim, type Shim } from '../helpers/shim.js';
 
@@ -144,6 +144,104 @@ describe('one edge, two origins', () => {
     const manifestViaB = await httpRequest(`${edge.url}/v2/team/app/manifests/${manifest}?ns=${B}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(manifestViaB.status, 404, "A's manifest, cached, is not B's");
     assert.equal(side(A).shim.stats.requests.length, 0);
+  });
+
+  test('ns is not in cache keys: what was cached through ?ns= is served through the path prefix, and a hit through ns carries OCI-Namespace', async () => {
+    // A repository nothing has asked for yet, so the first requests are misses.
+    const fresh = await makeOciLayout(path.join(work, 'layout-fresh'), { layers: [60 * KiB], tag: '1.0' });
+    await pushImage(fresh.layoutDir, '1.0', `${side(B).registry.host}/team/fresh:1.0`);
+    const layer = fresh.layers[0]?.digest ?? '';
+    const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+    resetShims();
+    const manifestNs = await httpRequest(`${edge.url}/v2/team/fresh/manifests/${fresh.manifestDigest}?ns=${B}`, { headers: accept });
+    assert.equal(manifestNs.status, 200);
+    const blobNs = await httpRequest(`${edge.url}/v2/team/fresh/blobs/${layer}?ns=${B}`);
+    assert.equal(blobNs.status, 200);
+    assert.equal(side(B).shim.stats.blobGets(layer), 1, 'the first blob request was a miss, filled from B');
+    assert.equal(side(B).shim.stats.count('GET', new RegExp(`/manifests/${fresh.manifestDigest}$`)), 1, 'the first manifest request was a miss, filled from B');
+    await waitFor(async () => (await edge.metric('registry_edge_fills_in_flight')) === 0, { what: 'the fill to be committed' });
+
+    resetShims();
+    const blobPrefix = await httpRequest(`${edge.url}/v2/${B}/team/fresh/blobs/${layer}`);
+    assert.equal(blobPrefix.status, 200);
+    assert.equal(sha256Digest(blobPrefix.body), layer);
+    const manifestPrefix = await httpRequest(`${edge.url}/v2/${B}/team/fresh/manifests/${fresh.manifestDigest}`, { headers: accept });
+    assert.equal(manifestPrefix.status, 200);
+    assert.deepEqual(manifestPrefix.body, fresh.manifestBytes);
+    const blobHit = await httpRequest(`${edge.url}/v2/team/fresh/blobs/${layer}?ns=${B}`);
+    assert.equal(blobHit.status, 200);
+    assert.equal(blobHit.headers['oci-namespace'], B, 'a cached blob reached through ns says so');
+    const manifestHit = await httpRequest(`${edge.url}/v2/team/fresh/manifests/${fresh.manifestDigest}?ns=${B}`, { headers: accept });
+    assert.equal(manifestHit.status, 200);
+    assert.equal(manifestHit.headers['oci-namespace'], B, 'a cached manifest reached through ns says so');
+    assert.deepEqual(side(B).shim.stats.requests.map((r) => `${r.method} ${r.path}`), [], 'the prefix form and the second ns requests were answered from the cache');
+    const blobLines = logLines<{ msg?: string; path?: string; cache?: string; origin?: string }>(edge.proc.logs()).filter(
+      (l) => l.msg === 'request' && l.path?.endsWith(`/team/fresh/blobs/${layer}`),
+    );
+    assert.deepEqual(
+      blobLines.map((l) => [l.path?.startsWith(`/v2/${B}/`) ? 'prefix' : 'ns', l.origin, l.cache]),
+      [['ns', B, 'fill'], ['prefix', B, 'hit'], ['ns', B, 'hit']],
+    );
+  });
+
+  test("Docker's registry-mirrors form: library/ names with no ns and no prefix are served from default_origin", async () => {
+    const hub = await makeOciLayout(path.join(work, 'layout-library'), { layers: [50 * KiB], tag: '1.0' });
+    await pushImage(hub.layoutDir, '1.0', `${side(B).registry.host}/library/hello:1.0`);
+    // B stands for Docker Hub here, under the name dockerd's mirror requests are for.
+    const mirror = await startEdge({
+      workDir: work,
+      cacheDir: path.join(work, 'cache-mirror'),
+      configYaml: [
+        'origins:',
+        '  docker.io:',
+        `    upstreams: [${side(B).shim.url}]`,
+        `  ${A}:`,
+        `    upstreams: [${side(A).shim.url}]`,
+        'default_origin: docker.io',
+        '',
+      ].join('\n'),
+    });
+    try {
+      resetShims();
+      // dockerd with "registry-mirrors" asks the mirror for /v2/library/hello/..., as skopeo does for this reference.
+      const dest = path.join(work, 'skopeo-library');
+      const r = await skopeo(['copy', '--src-tls-verify=false', '--src-no-creds', `docker://${mirror.host}/library/hello:1.0`, `dir:${dest}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await verifyDirPull(dest, hub), { ok: true });
+      assert.ok(side(B).shim.stats.count('GET', /^\/v2\/library\/hello\/manifests\/1\.0$/) >= 1, 'the default origin was asked for the library/ name as sent');
+      assert.equal(side(B).shim.stats.blobGets(hub.layers[0]?.digest), 1);
+      assert.equal(side(A).shim.stats.requests.length, 0, 'the other origin saw nothing');
+      const lines = logLines<{ msg?: string; origin?: string; path?: string }>(mirror.proc.logs()).filter((l) => l.msg === 'request' && l.path?.startsWith('/v2/library/hello/'));
+      assert.ok(lines.length > 0 && lines.every((l) => l.origin === 'docker.io'), 'the log names the default origin');
+    } finally {
+      await mirror.stop();
+    }
+  });
+
+  test('an edge of one origin (no origins:) drops ns too: never forwarded upstream, never part of a cache key', async () => {
+    const single = await startEdge({ workDir: work, cacheDir: path.join(work, 'cache-single'), configYaml: `upstreams: [${side(A).shim.url}]\n` });
+    try {
+      resetShims();
+      const layer = side(A).image.layers[1]?.digest ?? '';
+      const tags = await httpRequest(`${single.url}/v2/team/app/tags/list?ns=docker.io&n=10`);
+      assert.equal(tags.status, 200);
+      const catalog = await httpRequest(`${single.url}/v2/_catalog?ns=docker.io`);
+      assert.equal(catalog.status, 200);
+      const blob = await httpRequest(`${single.url}/v2/team/app/blobs/${layer}?ns=docker.io`);
+      assert.equal(blob.status, 200);
+      const seen = side(A).shim.stats.requests.map((r) => r.path);
+      assert.ok(seen.includes('/v2/team/app/tags/list?n=10'), `tags/list passed through without ns: ${seen.join(', ')}`);
+      assert.ok(seen.includes('/v2/_catalog'), `the catalog passed through without ns: ${seen.join(', ')}`);
+      for (const p of seen) assert.doesNotMatch(p, /[?&]ns=/, 'ns is not forwarded');
+      assert.equal(side(A).shim.stats.blobGets(layer), 1);
+      await waitFor(async () => (await single.metric('registry_edge_fills_in_flight')) === 0, { what: 'the fill to be committed' });
+      const again = await httpRequest(`${single.url}/v2/team/app/blobs/${layer}`);
+      assert.equal(again.status, 200);
+      assert.equal(sha256Digest(again.body), layer);
+      assert.equal(side(A).shim.stats.blobGets(layer), 1, 'the blob cached through ?ns= is the one served without it');
+    } finally {
+      await single.stop();
+    }
   });
 
   test('unknown_ns: default serves an ns this edge does not front from the default origin, and still dials nothing else', async () => {
