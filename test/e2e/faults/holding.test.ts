@@ -124,9 +124,15 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
       `POST /v2/${repo}/blobs/uploads/ HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${smuggled}`,
     ];
     for (const attempt of attempts) {
+      // Every answer to the attempt comes before the sentinel's: one 400, and the connection closed after it.
       const answer = await rawRequest(host, attempt);
       assert.deepEqual(statusLines(answer.text), [400], attempt.split('\r\n').slice(2, 4).join(' | '));
+      assert.equal(answer.closed, true, 'nothing after the refused request is read as a request');
     }
+    // The count can see a second answer: two honest pipelined requests get two, before the sentinel's.
+    const pipelined = await rawRequest(host, `GET /v2/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`.repeat(2));
+    assert.deepEqual(statusLines(pipelined.text), [200, 200]);
+    assert.equal(pipelined.closed, false, 'the sentinel was answered on the kept connection');
     assert.equal(stack.shim.stats.requests.filter((r) => r.path.includes('smuggled')).length, 0, 'no smuggled request was forwarded');
     assert.equal(stack.shim.stats.requests.length, 0, 'no refused request was forwarded');
     await assertClean();
