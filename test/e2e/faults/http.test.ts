@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cacheProblems, descriptors, descriptorsBackTo } from '../../helpers/cache-invariants.js';
+import { cacheProblems, descriptors, descriptorsBackTo, type Descriptors } from '../../helpers/cache-invariants.js';
 import { logLines, startEdge, type Edge, type EdgeOptions } from '../../helpers/edge.js';
 import { fetchBlob } from '../../helpers/fetch-blob.js';
 import { makeOciLayout, pullImage, pushBlob, pushImage, randomFile, verifyDirPull, type ImageInfo } from '../../helpers/image.js';
@@ -71,6 +71,12 @@ function closedAfter(socket: Socket): Promise<{ bytes: string }> {
     socket.on('error', () => undefined);
     socket.once('close', () => resolve({ bytes }));
   });
+}
+
+/** What every fault test ends with: only blobs that hash to their names and no temp file in the cache, descriptors and sockets back. */
+async function assertClean(edge: Edge, baseline: Descriptors, slack?: number): Promise<void> {
+  assert.deepEqual(await cacheProblems(edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
+  await descriptorsBackTo(edge.proc.pid, baseline, slack);
 }
 
 describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', () => {
@@ -158,7 +164,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     } finally {
       for (const s of sockets) s.destroy();
     }
-    await descriptorsBackTo(edge.proc.pid, baseline);
+    await assertClean(edge, baseline);
   });
 
   test('http.max_connections reached with every connection busy: a new one is closed on arrival, with a warn line', async () => {
@@ -190,11 +196,12 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200, 'a new client is served once connections are free');
     // The three upstream requests are gone (the shim saw each closed), but undici keeps their
     // sockets in its pool for a while: three more than the usual slack, no more.
-    await descriptorsBackTo(edge.proc.pid, baseline, 2 + 3);
+    await assertClean(edge, baseline, 2 + 3);
   });
 
   test('http.host is the authority: a client sending Host: evil.example gets Locations on http.host, and its upload completes', async () => {
     const edge = await edgeWith({ REGISTRY_EDGE_HTTP_HOST: 'http://hub.example.internal' });
+    const baseline = descriptors(edge.proc.pid);
     const evil = { host: 'evil.example' };
     const start = await httpRequest(`${edge.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { ...evil, 'content-length': 0 } });
     assert.equal(start.status, 202);
@@ -210,6 +217,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     assert.match(String(done.headers.location), /^http:\/\/hub\.example\.internal\//);
     const back = await fetchBlob(`${edge.url}/v2/${repo}/blobs/${digest}`);
     assert.equal(back.digest, digest);
+    await assertClean(edge, baseline);
   });
 
   test('http.host differs from the Host clients use, two instances under round_robin: chunked and monolithic pushes stay pinned and complete; skopeo pushes', async () => {
@@ -221,9 +229,11 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
       const port = await freePort();
       const publicUrl = `http://localhost:${port}`;
       const edge = await edgeWith(
-        { REGISTRY_EDGE_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_EDGE_HTTP_HOST: publicUrl, REGISTRY_EDGE_UPSTREAM_BALANCE: 'round_robin' },
+        // Two upstream connections an instance: what the pools may keep after the pushes is bounded, and checked below.
+        { REGISTRY_EDGE_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_EDGE_HTTP_HOST: publicUrl, REGISTRY_EDGE_UPSTREAM_BALANCE: 'round_robin', REGISTRY_EDGE_UPSTREAM_CONNECTIONS: '2' },
         { upstreams: shims.map((s) => s.url) },
       );
+      const baseline = descriptors(edge.proc.pid);
       const uploads = (s: Shim): number => s.stats.count(undefined, /\/blobs\/uploads\//);
       const follow = (location: unknown): string => {
         const url = new URL(String(location));
@@ -267,6 +277,8 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
       const pull = await pullImage(`127.0.0.1:${port}/team/rr:rr`, pulled);
       assert.equal(pull.code, 0, pull.stderr);
       assert.deepEqual(await verifyDirPull(pulled, pushed), { ok: true });
+      // Each instance's pool may keep its two connections alive for reuse: no more than that.
+      await assertClean(edge, baseline, 2 + shims.length * 2);
     } finally {
       for (const s of shims) await s.stop();
       for (const r of instances) await r.dispose();
@@ -292,7 +304,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
       silent.destroy();
     }
     assert.equal((await httpRequest(`${edge.url}/v2/`)).status, 200, 'a normal client is served');
-    await descriptorsBackTo(edge.proc.pid, baseline);
+    await assertClean(edge, baseline);
   });
 
   test('an upstream that never sends headers: blob fills, blob HEADs and manifests answer 504 UNAVAILABLE after upstream.headers_timeout', async () => {
@@ -337,7 +349,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     } finally {
       shim.setFault(null);
     }
-    await descriptorsBackTo(edge.proc.pid, baseline);
+    await assertClean(edge, baseline);
   });
   test('a client that leaves a passed-through request before the answer takes the upstream request with it', async () => {
     const edge = await edgeWith({});
@@ -353,7 +365,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
       socket.destroy();
       // upstream.headers_timeout is 60 s: only the abort can close the upstream request within the bound.
       await waitFor(() => shim.stats.requests.find((r) => r.path.includes('/tags/list'))?.abandoned, { timeoutMs: 10_000, what: 'the edge to close its upstream request' });
-      await descriptorsBackTo(edge.proc.pid, baseline);
+      await assertClean(edge, baseline);
     } finally {
       shim.setFault(null);
     }
@@ -362,6 +374,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     const edge = await edgeWith({ REGISTRY_EDGE_CACHE_TAG_TTL: '0s', REGISTRY_EDGE_CACHE_REVALIDATE_TIMEOUT: '30s' });
     const url = `${edge.url}/v2/${repo}/manifests/v1`;
     assert.equal((await httpRequest(url, { headers: { accept: OCI } })).status, 200);
+    const baseline = descriptors(edge.proc.pid);
     shim.reset();
     // The centre fails one revalidation outright (503), then hangs on the next.
     shim.setFault({ kind: 'status', status: 503, method: 'HEAD', pathPattern: /\/manifests\/v1$/, times: 1 });
@@ -379,5 +392,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     } finally {
       shim.setFault(null);
     }
+    // The one revalidation still waiting on the centre (until its 30 s deadline) holds its upstream socket: one more.
+    await assertClean(edge, baseline, 2 + 1);
   });
 });
