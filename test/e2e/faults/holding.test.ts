@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheProblems, descriptors, descriptorsBackTo, type Descriptors } from '../../helpers/cache-invariants.js';
 import { startEdge } from '../../helpers/edge.js';
-import { fetchBlob } from '../../helpers/fetch-blob.js';
+import { fetchBlob, type BlobFetch } from '../../helpers/fetch-blob.js';
 import { pushBlob, randomFile } from '../../helpers/image.js';
 import { httpRequest, waitFor } from '../../helpers/proc.js';
 import { rawRequest, statusLines } from '../../helpers/raw-http.js';
@@ -82,6 +82,42 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
     stack.shim.setFault(null);
     await assertClean();
   });
+
+  for (const declared of [true, false]) {
+    const what = declared ? 'a body longer than the blob (its Content-Length grown to match)' : 'bytes past its Content-Length';
+    test(`an upstream sending ${what}: the client gets exactly the blob or a failed transfer, nothing wrong is kept`, async () => {
+      const size = 256 * 1024;
+      const digest = await newBlob(size);
+      const next = await newBlob(64 * 1024);
+      stack.shim.reset();
+      stack.shim.setFault({ kind: 'extra-bytes', bytes: 4096, declared, method: 'GET', pathPattern: new RegExp(`/blobs/${digest}$`), times: 1 });
+      let first: BlobFetch;
+      try {
+        first = await fetchBlob(blobUrl(digest));
+      } finally {
+        stack.shim.setFault(null);
+      }
+      assert.ok(stack.shim.stats.requests.some((r) => r.faults.includes('extra-bytes')), 'the extra bytes were sent');
+      if (first.complete) {
+        assert.equal(first.status, 200);
+        assert.equal(first.bytes, size, 'a complete response has the blob\'s bytes, no more');
+        assert.equal(first.digest, digest);
+      }
+      // Longer than the blob, the body cannot hash to its digest: it is never delivered as complete.
+      if (declared) assert.equal(first.complete, false, 'the longer body was cut');
+      await assertClean();
+      // The connection the extra bytes came on answers nothing else: the next miss gets its own blob.
+      const other = await fetchBlob(blobUrl(next));
+      assert.equal(other.complete, true);
+      assert.equal(other.digest, next);
+      const again = await fetchBlob(blobUrl(digest));
+      assert.equal(again.complete, true);
+      assert.equal(again.bytes, size);
+      assert.equal(again.digest, digest);
+      if (declared) assert.equal(stack.shim.stats.blobGets(digest), 2, 'the longer body was not kept: fetched again');
+      await assertClean();
+    });
+  }
 
   test('429 with Retry-After from the upstream reaches the client as it is, and nothing is cached', async () => {
     const digest = await newBlob(64 * 1024);
