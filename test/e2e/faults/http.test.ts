@@ -410,6 +410,53 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     await assertClean(edge, baseline, 2 + 1);
   });
 
+  test('http.host is the authority for Link and realms: with Host: evil.example, pagination Links and the rewritten token realm name http.host', async () => {
+    const edge = await edgeWith({
+      REGISTRY_EDGE_HTTP_HOST: 'http://hub.example.internal',
+      // The token route forwards to token.url; only the realm it puts into challenges is looked at here.
+      REGISTRY_EDGE_TOKEN_PATH: '/token',
+      REGISTRY_EDGE_TOKEN_URL: `${shim.url}/token`,
+    });
+    const baseline = descriptors(edge.proc.pid);
+    // A second repository: the catalog in pages of one has a next Link.
+    await pushImage(image.layoutDir, 'v1', `${registry.host}/${repo}-b:v1`);
+    const evil = { host: 'evil.example' };
+    // distribution 2.8 pages the catalog, not tags: the tags page comes from an upstream that builds
+    // its Link from the Host it was sent (the client's, under upstream.host_header client).
+    shim.setFault({ kind: 'status', status: 200, method: 'GET', pathPattern: /\/tags\/list\?/, headers: { link: `<http://evil.example/v2/${repo}/tags/list?last=v1&n=1>; rel="next"` }, times: 1 });
+    let tags: HttpResult;
+    try {
+      tags = await httpRequest(`${edge.url}/v2/${repo}/tags/list?n=1`, { headers: evil });
+    } finally {
+      shim.setFault(null);
+    }
+    assert.equal(tags.status, 200, tags.body.toString());
+    assert.equal(tags.headers.link, `<http://hub.example.internal/v2/${repo}/tags/list?last=v1&n=1>; rel="next"`);
+    const catalog = await httpRequest(`${edge.url}/v2/_catalog?n=1`, { headers: evil });
+    assert.equal(catalog.status, 200, catalog.body.toString());
+    // registry:2 writes this Link relative, and the edge passes it on so: it names no host for a hostile one to go into.
+    assert.equal(catalog.headers.link, `</v2/_catalog?last=${encodeURIComponent(repo)}&n=1>; rel="next"`);
+    // The centre asks for a token at its own realm: the client is sent to the edge's token route, on http.host.
+    shim.setFault({
+      kind: 'status',
+      status: 401,
+      method: 'POST',
+      pathPattern: /\/blobs\/uploads\/$/,
+      headers: { 'www-authenticate': `Bearer realm="${shim.url}/auth",service="registry",scope="repository:${repo}:push,pull"` },
+      times: 1,
+    });
+    let challenged: HttpResult;
+    try {
+      challenged = await httpRequest(`${edge.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { ...evil, 'content-length': 0 } });
+    } finally {
+      shim.setFault(null);
+    }
+    assert.equal(challenged.status, 401);
+    assert.equal(challenged.headers['www-authenticate'], `Bearer realm="http://hub.example.internal/token",service="registry",scope="repository:${repo}:push,pull"`);
+    for (const res of [tags, catalog, challenged]) assert.doesNotMatch(JSON.stringify(res.headers), /evil|127\.0\.0\.1/);
+    await assertClean(edge, baseline);
+  });
+
   test('http.idle_timeout 2s: a kept-alive connection left idle after its answer is closed within 2 s of the timeout', async () => {
     const edge = await edgeWith({ REGISTRY_EDGE_HTTP_IDLE_TIMEOUT: '2s' });
     const baseline = descriptors(edge.proc.pid);
