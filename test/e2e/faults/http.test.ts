@@ -3,7 +3,9 @@
 // a hostile or foreign Host with http.host set, slow clients and silent upstreams.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as http from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -540,5 +542,81 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
       for (const socket of held) socket.destroy();
       await new Promise<void>((resolve) => tarpit.close(() => resolve()));
     }
+  });
+
+  test('out of descriptors under load (RLIMIT_NOFILE lowered under the running edge): 503 to the requests, one warn line per interval, and recovery', async () => {
+    // cache.open_files 0: every hit opens its blob, so each request needs one more descriptor.
+    const edge = await edgeWith({ REGISTRY_EDGE_CACHE_OPEN_FILES: '0' });
+    const pid = edge.proc.pid;
+    const digest = await newBlob(64 * KiB);
+    const url = `${edge.url}/v2/${repo}/blobs/${digest}`;
+    assert.equal((await fetchBlob(url)).digest, digest, 'the blob is cached');
+    const baseline = descriptors(pid);
+    const clients = 24;
+    // Connections opened before the pressure: under it a new one is accepted and closed by libuv at once.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+    const get = (target: string): Promise<{ status: number; body: Buffer; retryAfter: unknown }> =>
+      new Promise((resolve) => {
+        http.get(target, { agent }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), retryAfter: res.headers['retry-after'] }));
+          res.once('error', () => resolve({ status: 0, body: Buffer.alloc(0), retryAfter: undefined }));
+        }).once('error', () => resolve({ status: 0, body: Buffer.alloc(0), retryAfter: undefined }));
+      });
+    const burst = (): Promise<Array<{ status: number; body: Buffer; retryAfter: unknown }>> => Promise.all(Array.from({ length: clients }, () => get(url)));
+    const alarms = (): Array<LogLine & { time: number; occurrences: number; code: string; intervalSeconds: number }> =>
+      logLines<LogLine & { time: number; occurrences: number; code: string; intervalSeconds: number }>(edge.proc.logs()).filter((l) => (l.msg ?? '').startsWith('out of file descriptors'));
+    assert.ok((await Promise.all(Array.from({ length: clients }, () => get(`${edge.url}/v2/`)))).every((r) => r.status === 200));
+    const limit = Number(/^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1]);
+    const prlimit = (soft: number): void => {
+      const r = spawnSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:`], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    };
+    const failed: number[] = [];
+    try {
+      // A new descriptor takes the lowest free number, which must be below the soft limit: with
+      // the limit at the lowest free number now, no new one can be had (those held stay usable).
+      const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+      let lowestFree = 0;
+      while (open.has(lowestFree)) lowestFree++;
+      prlimit(lowestFree);
+      for (const r of await burst()) {
+        if (r.status === 200) assert.equal(`sha256:${createHash('sha256').update(r.body).digest('hex')}`, digest, 'a hit under pressure is still right');
+        else {
+          failed.push(r.status);
+          assert.equal(r.status, 503, r.body.toString());
+          assert.equal(r.retryAfter, '1');
+          assert.match(r.body.toString(), /"code":"UNAVAILABLE".*out of file descriptors/);
+        }
+      }
+      assert.ok(failed.length >= clients / 2, `${failed.length} of ${clients} requests failed for want of descriptors`);
+      const [first] = await waitFor(() => (alarms().length > 0 ? alarms() : undefined), { what: 'the out-of-descriptors warn line' });
+      assert.equal(alarms().length, 1, `one warn line for ${failed.length} failures`);
+      assert.equal(first?.code, 'EMFILE');
+      assert.equal(first?.intervalSeconds, 10);
+      // Failures go on; the next line comes once the interval is over, standing for every failure meanwhile.
+      const [, second] = await waitFor(
+        async () => {
+          const r = await get(url);
+          if (r.status !== 200) failed.push(r.status);
+          return alarms().length >= 2 ? alarms() : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 500, what: 'the second out-of-descriptors warn line' },
+      );
+      assert.ok(second && first && second.time - first.time >= 10_000 - EARLY_MS, 'the second line came an interval after the first');
+      assert.ok((second?.occurrences ?? 0) > 1, 'the second line counts the failures it stood for');
+    } finally {
+      prlimit(limit);
+    }
+    const exhausted = await edge.metric('registry_edge_descriptors_exhausted_total');
+    assert.ok(exhausted >= failed.length, `the metric counted every failure (${exhausted} for ${failed.length})`);
+    assert.equal(alarms().length, 2, `two warn lines for ${exhausted} failures`);
+    const hit = await get(url);
+    assert.equal(hit.status, 200, 'a request on an old connection succeeds once the pressure is gone');
+    assert.equal(`sha256:${createHash('sha256').update(hit.body).digest('hex')}`, digest);
+    assert.equal((await fetchBlob(url)).digest, digest, 'and on a new one');
+    agent.destroy();
+    await assertClean(edge, baseline);
   });
 });
