@@ -104,7 +104,8 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
         assert.equal(first.digest, digest);
       }
       // Longer than the blob, the body cannot hash to its digest: it is never delivered as complete.
-      if (declared) assert.equal(first.complete, false, 'the longer body was cut');
+      // Past Content-Length, the body is the blob: it is delivered, and the bytes after it are no part of it.
+      assert.equal(first.complete, !declared, declared ? 'the longer body was cut' : 'the blob was delivered');
       await assertClean();
       // The connection the extra bytes came on answers nothing else: the next miss gets its own blob.
       const other = await fetchBlob(blobUrl(next));
@@ -114,7 +115,7 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
       assert.equal(again.complete, true);
       assert.equal(again.bytes, size);
       assert.equal(again.digest, digest);
-      if (declared) assert.equal(stack.shim.stats.blobGets(digest), 2, 'the longer body was not kept: fetched again');
+      assert.equal(stack.shim.stats.blobGets(digest), declared ? 2 : 1, declared ? 'the longer body was not kept: fetched again' : 'the blob was kept: served from the cache');
       await assertClean();
     });
   }
