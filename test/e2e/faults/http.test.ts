@@ -30,6 +30,14 @@ interface LogLine {
   using?: number;
 }
 
+/** DescriptorAlarm's warn line. */
+interface AlarmLine extends LogLine {
+  time: number;
+  code?: string;
+  occurrences?: number;
+  intervalSeconds?: number;
+}
+
 function listenerOf(edge: Edge): { host: string; port: number } {
   const i = edge.host.lastIndexOf(':');
   return { host: edge.host.slice(0, i), port: Number(edge.host.slice(i + 1)) };
@@ -555,7 +563,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
     // new one is accepted and closed by libuv at once, and one closed before it would leave a free
     // descriptor number below the limit.
     const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-    const get = (target: string): Promise<{ status: number; body: Buffer; retryAfter: unknown }> =>
+    const get = (target: string): Promise<{ status: number; body: Buffer; retryAfter: string | undefined }> =>
       new Promise((resolve) => {
         http.get(target, { agent }, (res) => {
           const chunks: Buffer[] = [];
@@ -565,8 +573,7 @@ describe('faults: http (shutdown deadline, descriptors, http.host, timeouts)', (
         }).once('error', () => resolve({ status: 0, body: Buffer.alloc(0), retryAfter: undefined }));
       });
     const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-    const alarms = (): Array<LogLine & { time: number; occurrences: number; code: string; intervalSeconds: number }> =>
-      logLines<LogLine & { time: number; occurrences: number; code: string; intervalSeconds: number }>(edge.proc.logs()).filter((l) => (l.msg ?? '').startsWith('out of file descriptors'));
+    const alarms = (): AlarmLine[] => logLines<AlarmLine>(edge.proc.logs()).filter((l) => (l.msg ?? '').startsWith('out of file descriptors'));
     const fds = (): number[] => readdirSync(`/proc/${pid}/fd`).map(Number);
     const baseline = descriptors(pid);
     assert.equal(sha256((await get(url)).body), digest, 'the blob is cached');
