@@ -30,7 +30,14 @@ export type Fault =
   /** Destroy the socket as soon as the request arrives, without answering. */
   | ({ kind: 'reset' } & PathFault)
   /** Answer as the target does, with `Connection: close`, and close the connection after the response (an HTTP/1.0 hop, nginx at keepalive_requests). */
-  | ({ kind: 'close-connection' } & PathFault);
+  | ({ kind: 'close-connection' } & PathFault)
+  /** Send headers and the first `afterBytes` body bytes, then nothing more, without closing (until the client does). */
+  | ({ kind: 'stall'; afterBytes: number } & PathFault)
+  /**
+   * Send `bytes` bytes of garbage after the body. `declared`: Content-Length grows by as
+   * many (a body longer than the digest's blob); else it stays (bytes past Content-Length).
+   */
+  | ({ kind: 'extra-bytes'; bytes: number; declared: boolean } & PathFault);
 
 export interface ShimRequest {
   method: string;
@@ -282,11 +289,15 @@ export async function startShim(targetUrl: string, opts: StartShimOptions = {}):
     }
     // Node's server sends the header and ends the connection once this response is over.
     const headers = find('close-connection') ? { ...stripHopByHop(upstreamRes.headers), connection: 'close' } : stripHopByHop(upstreamRes.headers);
+    const extra = find('extra-bytes');
+    if (extra?.declared && headers['content-length'] !== undefined) headers['content-length'] = String(Number(headers['content-length']) + extra.bytes);
     res.writeHead(rec.status, upstreamRes.statusMessage, headers);
     await relayBody(upstreamRes, res, {
       flipOffset: find('flip-byte')?.offset,
       bytesPerSecond: find('slow-body')?.bytesPerSecond,
       truncateAfter: find('truncate')?.afterBytes,
+      stallAfter: find('stall')?.afterBytes,
+      extraBytes: extra?.bytes,
       onBytes: countBytes,
     });
   }
@@ -388,7 +399,17 @@ interface RelayOptions {
   flipOffset: number | undefined;
   bytesPerSecond: number | undefined;
   truncateAfter: number | undefined;
+  stallAfter: number | undefined;
+  extraBytes: number | undefined;
   onBytes: (n: number) => void;
+}
+
+/** Resolves when the client closes the connection. */
+function untilClosed(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.destroyed) resolve();
+    else res.once('close', () => resolve());
+  });
 }
 
 /**
@@ -417,6 +438,13 @@ async function relayBody(src: http.IncomingMessage, res: http.ServerResponse, o:
       if (o.truncateAfter !== undefined && offset >= o.truncateAfter) {
         chunk = chunk.subarray(0, Math.max(0, o.truncateAfter - start));
         truncateNow = true;
+      }
+      if (o.stallAfter !== undefined && offset >= o.stallAfter) {
+        await write(chunk.subarray(0, Math.max(0, o.stallAfter - start)));
+        res.flushHeaders();
+        src.destroy();
+        await untilClosed(res);
+        return;
       }
       if (o.bytesPerSecond !== undefined && o.bytesPerSecond > 0) {
         // ~20 slices a second keeps progress observable without a timer per byte.
@@ -447,5 +475,6 @@ async function relayBody(src: http.IncomingMessage, res: http.ServerResponse, o:
     src.destroy();
     return;
   }
+  if (o.extraBytes !== undefined) await write(Buffer.alloc(o.extraBytes, 0x5a));
   res.end();
 }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheProblems, descriptors, descriptorsBackTo, type Descriptors } from '../../helpers/cache-invariants.js';
 import { startEdge } from '../../helpers/edge.js';
-import { fetchBlob } from '../../helpers/fetch-blob.js';
+import { fetchBlob, type BlobFetch } from '../../helpers/fetch-blob.js';
 import { pushBlob, randomFile } from '../../helpers/image.js';
 import { httpRequest, waitFor } from '../../helpers/proc.js';
 import { rawRequest, statusLines } from '../../helpers/raw-http.js';
@@ -83,6 +83,43 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
     await assertClean();
   });
 
+  for (const declared of [true, false]) {
+    const what = declared ? 'a body longer than the blob (its Content-Length grown to match)' : 'bytes past its Content-Length';
+    test(`an upstream sending ${what}: the client gets exactly the blob or a failed transfer, nothing wrong is kept`, async () => {
+      const size = 256 * 1024;
+      const digest = await newBlob(size);
+      const next = await newBlob(64 * 1024);
+      stack.shim.reset();
+      stack.shim.setFault({ kind: 'extra-bytes', bytes: 4096, declared, method: 'GET', pathPattern: new RegExp(`/blobs/${digest}$`), times: 1 });
+      let first: BlobFetch;
+      try {
+        first = await fetchBlob(blobUrl(digest));
+      } finally {
+        stack.shim.setFault(null);
+      }
+      assert.ok(stack.shim.stats.requests.some((r) => r.faults.includes('extra-bytes')), 'the extra bytes were sent');
+      if (first.complete) {
+        assert.equal(first.status, 200);
+        assert.equal(first.bytes, size, 'a complete response has the blob\'s bytes, no more');
+        assert.equal(first.digest, digest);
+      }
+      // Longer than the blob, the body cannot hash to its digest: it is never delivered as complete.
+      // Past Content-Length, the body is the blob: it is delivered, and the bytes after it are no part of it.
+      assert.equal(first.complete, !declared, declared ? 'the longer body was cut' : 'the blob was delivered');
+      await assertClean();
+      // The connection the extra bytes came on answers nothing else: the next miss gets its own blob.
+      const other = await fetchBlob(blobUrl(next));
+      assert.equal(other.complete, true);
+      assert.equal(other.digest, next);
+      const again = await fetchBlob(blobUrl(digest));
+      assert.equal(again.complete, true);
+      assert.equal(again.bytes, size);
+      assert.equal(again.digest, digest);
+      assert.equal(stack.shim.stats.blobGets(digest), declared ? 2 : 1, declared ? 'the longer body was not kept: fetched again' : 'the blob was kept: served from the cache');
+      await assertClean();
+    });
+  }
+
   test('429 with Retry-After from the upstream reaches the client as it is, and nothing is cached', async () => {
     const digest = await newBlob(64 * 1024);
     stack.shim.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '7' }, pathPattern: /\/blobs\//, method: 'GET', times: 1 });
@@ -124,9 +161,15 @@ describe('faults that hold: the cache stays right and the edge lets go of what i
       `POST /v2/${repo}/blobs/uploads/ HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${smuggled}`,
     ];
     for (const attempt of attempts) {
+      // Every answer to the attempt comes before the sentinel's: one 400, and the connection closed after it.
       const answer = await rawRequest(host, attempt);
       assert.deepEqual(statusLines(answer.text), [400], attempt.split('\r\n').slice(2, 4).join(' | '));
+      assert.equal(answer.closed, true, 'nothing after the refused request is read as a request');
     }
+    // The count can see a second answer: two honest pipelined requests get two, before the sentinel's.
+    const pipelined = await rawRequest(host, `GET /v2/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`.repeat(2));
+    assert.deepEqual(statusLines(pipelined.text), [200, 200]);
+    assert.equal(pipelined.closed, false, 'the sentinel was answered on the kept connection');
     assert.equal(stack.shim.stats.requests.filter((r) => r.path.includes('smuggled')).length, 0, 'no smuggled request was forwarded');
     assert.equal(stack.shim.stats.requests.length, 0, 'no refused request was forwarded');
     await assertClean();
