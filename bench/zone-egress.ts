@@ -1,8 +1,8 @@
 // Zone egress: bytes of blobs the centre sends for one cold pull of an image through
 // three replicas, as a multiple of the image's blob bytes. Three set-ups, each with fresh
 // caches: the replicas alone (no zone.redis.url), a zone pulling through all three at once
-// (one Redis, peer listeners), and a zone pulling through one replica after another (the
-// lease is gone once a fill committed, so each replica fetches its own).
+// (one Redis, peer listeners), and a zone pulling through one replica after another (no
+// fill in flight then: the later replicas stream each blob from one that has committed it).
 //
 //   npm run build && node dist/bench/zone-egress.js
 //   ZONE_LAYERS=8 ZONE_LAYER_MIB=16 ZONE_LINK_MIBPS=32 node dist/bench/zone-egress.js

@@ -13,6 +13,8 @@ const MAX_TAGS = 100_000;
 const MAX_MEMBERS = 1_000_000;
 const MAX_DECISIONS = 100_000;
 const MAX_CLAIMS = 100_000;
+/** Blobs remembered as just committed by a worker: the window between another worker's look at the disk and its claim. */
+const MAX_HELD = 10_000;
 
 interface Lease {
   readonly worker: number;
@@ -28,6 +30,12 @@ export class HostState {
   private readonly members = withTtls<object>(MAX_MEMBERS);
   private readonly decisions = withTtls<object>(MAX_DECISIONS);
   private readonly claims = withTtls<object>(MAX_CLAIMS);
+  /**
+   * Who committed a digest last. A worker that found no file and then claims the fill
+   * may have looked just before another worker's rename: it follows that worker's listener
+   * (which serves what it holds) instead of fetching the blob a second time.
+   */
+  private readonly held = withTtls<Lease>(MAX_HELD);
 
   /** Leases held now (for the status line and the tests). */
   get leaseCount(): number {
@@ -39,10 +47,13 @@ export class HostState {
       case 'claimFill':
         return this.claim(call.digest, worker, call.peer);
       case 'takeOver': {
-        const held = this.leases.get(call.digest);
-        if (held?.peer === call.dead) this.leases.delete(call.digest);
+        if (this.leases.get(call.digest)?.peer === call.dead) this.leases.delete(call.digest);
+        if (this.held.get(call.digest)?.peer === call.dead) this.held.delete(call.digest);
         return this.claim(call.digest, worker, call.peer);
       }
+      case 'holding':
+        this.held.set(call.digest, { worker, peer: call.peer }, { ttl: ttl(call.ttlMs) });
+        return null;
       case 'release':
         if (this.leases.get(call.digest)?.worker === worker) this.leases.delete(call.digest);
         return null;
@@ -74,10 +85,13 @@ export class HostState {
   /** A worker exited: the fills it held are anybody's again. */
   forget(worker: number): void {
     for (const [digest, lease] of this.leases) if (lease.worker === worker) this.leases.delete(digest);
+    for (const [digest, lease] of this.held.entries()) if (lease.worker === worker) this.held.delete(digest);
   }
 
   private claim(digest: string, worker: number, peer: string): HostAnswer {
-    const held = this.leases.get(digest);
+    const leased = this.leases.get(digest);
+    if (leased && leased.worker !== worker) return { kind: 'peer', peer: leased.peer };
+    const held = this.held.get(digest);
     if (held && held.worker !== worker) return { kind: 'peer', peer: held.peer };
     this.leases.set(digest, { worker, peer });
     return { kind: 'lease' };

@@ -12,6 +12,7 @@ export type HostCall =
   | { readonly op: 'claimFill'; readonly digest: string; readonly peer: string }
   | { readonly op: 'takeOver'; readonly digest: string; readonly peer: string; readonly dead: string }
   | { readonly op: 'release'; readonly digest: string }
+  | { readonly op: 'holding'; readonly digest: string; readonly peer: string; readonly ttlMs: number }
   | { readonly op: 'getTag'; readonly key: string }
   | { readonly op: 'putTag'; readonly key: string; readonly mapping: TagMapping; readonly ttlMs: number }
   | { readonly op: 'hasMember'; readonly repo: string; readonly digest: string }

@@ -19,7 +19,7 @@ export interface FillLease {
 export type FillClaim =
   /** Fetch from the origin (a lease of the zone's, or a lone one when the zone cannot be asked). */
   | { readonly kind: 'lease'; readonly lease: FillLease }
-  /** `peer` (its zone.peer.url) is filling or holds the blob now: stream it from there. */
+  /** `peer` (its zone.peer.url) is filling the blob now, or has committed it: stream it from there. */
   | { readonly kind: 'peer'; readonly peer: string };
 
 /** Facts one edge learnt from the origin that the others may use until `ttlMs` passes. */
@@ -43,6 +43,11 @@ export interface Coordinator extends ZoneFacts {
    * over if it is still that peer's, so this process fetches; else whoever holds it now.
    */
   takeOver(digest: string, peer: string): Promise<FillClaim>;
+  /**
+   * This process committed `digest` (from the origin or a peer): a sibling that misses it
+   * later streams it from here instead of asking the origin, for `ttlMs`.
+   */
+  holding(digest: string, ttlMs: number): Promise<void>;
   /** True for exactly one caller zone-wide within `ttlMs` (a notification's event id, one prefetch). */
   claimOnce(id: string, ttlMs: number): Promise<boolean>;
   close(): Promise<void>;

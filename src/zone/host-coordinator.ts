@@ -88,6 +88,11 @@ export class HostCoordinator implements Coordinator {
     return this.fill({ op: 'takeOver', digest, peer: await this.peerUrl, dead });
   }
 
+  /** The others find it on disk; this covers one that looked just before the rename. */
+  async holding(digest: string, ttlMs: number): Promise<void> {
+    await this.ask({ op: 'holding', digest, peer: await this.peerUrl, ttlMs });
+  }
+
   async claimOnce(id: string, ttlMs: number): Promise<boolean> {
     return (await this.ask({ op: 'claimOnce', id, ttlMs })) !== false;
   }

@@ -4,6 +4,7 @@
  *
  * Keys, all under `zone.redis.prefix`:
  *   fill:<digest>                  "<zone.peer.url> <token>" of the lease holder, PX zone.lease_ttl
+ *   held:<digest>                  set of the zone.peer.url of replicas that committed the digest, PX zone.facts_ttl
  *   tag:<repo>:<tag>               a tag mapping as JSON, PX cache.tag_ttl
  *   member:<repo> <digest>         the origin confirmed the repository holds the digest, PX zone.facts_ttl
  *   decision:[<host>/]<hash>       an upstream-check yes, PX auth.check.ttl
@@ -42,17 +43,24 @@ export interface RedisZoneOptions {
   readonly peerUrl: string;
 }
 
-/** The holder's value if someone else holds the key, else SET and nil. */
+/**
+ * KEYS: fill:, held: of one digest. ARGV: the lease value, its TTL, this replica's URL, and
+ * for a takeover the dead peer's. The lease holder's value if another holds one (unless it
+ * names the dead peer); else a replica that committed the blob, as "<url> held" (neither
+ * this one, which is missing it, nor the dead peer, which did not serve it); else SET and nil.
+ */
 const CLAIM = `local v = redis.call('GET', KEYS[1])
-if v then return v end
+if v and (ARGV[4] == nil or string.sub(v, 1, string.len(ARGV[4]) + 1) ~= ARGV[4] .. ' ') then return v end
+if v then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[3])
+if ARGV[4] ~= nil then redis.call('SREM', KEYS[2], ARGV[4]) end
+local h = redis.call('SRANDMEMBER', KEYS[2])
+if h then return h .. ' held' end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false`;
 
-/** As CLAIM, but a value naming the peer ARGV[3] is replaced too (the lease of a dead peer). */
-const TAKE_OVER = `local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, string.len(ARGV[3]) + 1) ~= ARGV[3] .. ' ' then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false`;
+const HOLD = `redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
 
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`;
@@ -145,8 +153,9 @@ export class RedisCoordinator implements Coordinator {
     const key = this.key('fill:', digest);
     const value = `${self} ${randomBytes(12).toString('base64url')}`;
     const ttl = px(this.opts.leaseTtlMs);
+    const held = this.key('held:', digest);
     const holder = await this.run('lease', (r) =>
-      (deadPeer === undefined ? r.eval(CLAIM, 1, key, value, ttl) : r.eval(TAKE_OVER, 1, key, value, ttl, deadPeer)) as Promise<string | null>,
+      (deadPeer === undefined ? r.eval(CLAIM, 2, key, held, value, ttl, self) : r.eval(CLAIM, 2, key, held, value, ttl, self, deadPeer)) as Promise<string | null>,
     );
     if (holder === undefined) return LONE_LEASE;
     if (holder === null) return { kind: 'lease', lease: this.hold(key, value) };
@@ -183,6 +192,12 @@ export class RedisCoordinator implements Coordinator {
   private async release(key: string, value: string): Promise<void> {
     if (this.held.get(key)?.value === value) this.stopRenewing(key);
     await this.run('release', (r) => r.eval(RELEASE, 1, key, value) as Promise<number>);
+  }
+
+  async holding(digest: string, ttlMs: number): Promise<void> {
+    // Without a peer listener nobody could stream it from here.
+    if (!this.opts.peerUrl) return;
+    await this.run('fact', (r) => r.eval(HOLD, 1, this.key('held:', digest), this.opts.peerUrl, px(ttlMs)) as Promise<number>);
   }
 
   async claimOnce(id: string, ttlMs: number): Promise<boolean> {

@@ -21,6 +21,8 @@ export class SoloCoordinator implements Coordinator {
     return LONE_LEASE;
   }
 
+  async holding(): Promise<void> {}
+
   async claimOnce(id: string, ttlMs: number): Promise<boolean> {
     if (this.claimed.get(id)) return false;
     this.claimed.set(id, true, { ttl: Math.max(1, ttlMs) });

@@ -45,12 +45,15 @@ export class ZoneFills {
   private readonly peer: (url: string) => PeerRegistry;
   private readonly events: ZoneFillEvents;
   private readonly log: Logger;
+  /** zone.facts_ttl: how long a committed blob is announced as held here. */
+  private readonly heldMs: number;
 
-  constructor(coordinator: Coordinator, peer: (url: string) => PeerRegistry, events: ZoneFillEvents, log: Logger) {
+  constructor(coordinator: Coordinator, peer: (url: string) => PeerRegistry, events: ZoneFillEvents, log: Logger, heldMs: number) {
     this.coordinator = coordinator;
     this.peer = peer;
     this.events = events;
     this.log = log;
+    this.heldMs = heldMs;
   }
 
   flight(digest: Digest, from: FlightSources): Flight {
@@ -83,8 +86,11 @@ export class ZoneFills {
       return from.origin();
     };
     const settled = (fill: Fill): void => {
-      if (fromPeer) this.events.onPeerFill((fill.error as { reason?: FillFailure } | undefined)?.reason ?? 'committed');
-      if (lease) void lease.release();
+      const reason = (fill.error as { reason?: FillFailure } | undefined)?.reason;
+      if (fromPeer) this.events.onPeerFill(reason ?? 'committed');
+      // Announced before the lease goes, so a sibling missing it next finds one or the other.
+      const announced = fill.error ? Promise.resolve() : this.coordinator.holding(digest.value, this.heldMs);
+      void announced.then(() => lease?.release());
     };
     return { source, settled };
   }

@@ -56,6 +56,7 @@ export async function createZonePeers(parts: ZonePeersParts): Promise<ZonePeers>
     (url) => new PeerRegistry(url, peerOptions),
     { onClaim: (result) => metrics.zoneLeases.inc({ result }), onPeerFill: (result) => metrics.zonePeerFills.inc({ result }) },
     log,
+    ms(config.zone.facts_ttl),
   );
   let server: Server | undefined;
   let tls: TlsListener | undefined;

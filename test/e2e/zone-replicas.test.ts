@@ -1,6 +1,6 @@
 // Three replicas of one zone (real edges, one real redis-server, a real docker-registry behind
 // the counting shim): a cold pull through all three at once moves each blob across the shim
-// once; a lease holder killed mid-fill is taken over and a retry succeeds with nothing partial
+// once, and so does one through each in turn (a committed blob is streamed from its holder); a lease holder killed mid-fill is taken over and a retry succeeds with nothing partial
 // kept; the peer listener refuses a wrong secret and serves only what it holds, never asking
 // the origin for a peer.
 import assert from 'node:assert/strict';
@@ -92,8 +92,12 @@ describe('a zone of three replicas', () => {
     for (const layer of layers) assert.equal(shim.stats.blobGets(layer.digest), 1, `GETs of ${layer.digest} at the centre (leases held/peer per replica: ${JSON.stringify(leases)}, Redis errors: ${redisErrors})`);
     assert.equal(leases.reduce((n, [held]) => n + held, 0), layers.length, 'one lease held per blob');
     assert.equal(leases.reduce((n, [, peer]) => n + peer, 0), 2 * layers.length, 'the two other replicas followed a peer for each blob');
-    const peerFills = await Promise.all(replicas.map((r) => r.edge.metric('registry_edge_zone_peer_fills_total', { result: 'committed' })));
-    assert.equal(peerFills.reduce((a, b) => a + b, 0), 2 * layers.length);
+    // Counted once committed, which follows the client's last byte.
+    const peerFills = await waitFor(async () => {
+      const n = (await Promise.all(replicas.map((r) => r.edge.metric('registry_edge_zone_peer_fills_total', { result: 'committed' })))).reduce((a, b) => a + b, 0);
+      return n >= 2 * layers.length ? n : undefined;
+    }, { what: 'every peer fill to be committed' });
+    assert.equal(peerFills, 2 * layers.length);
     const served = await Promise.all(replicas.map((r) => r.edge.metric('registry_edge_zone_peer_served_bytes_total')));
     assert.equal(served.reduce((a, b) => a + b, 0), 2 * layers.reduce((n, l) => n + l.size, 0));
     for (const r of replicas) assert.deepEqual(await cacheProblems(r.edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
@@ -116,6 +120,28 @@ describe('a zone of three replicas', () => {
     const manifest = await httpRequest(`${peerUrl}/zone/v1/manifests/${sha256Digest('no such manifest')}`, { headers: { authorization: `Bearer ${SECRET}` } });
     assert.equal(manifest.status, 404);
     assert.equal(shim.stats.requests.length, 0, 'nothing reached the centre');
+  });
+
+  test('one replica after another: a blob one has committed is streamed from it by the others, so each crosses the shim once', async () => {
+    const repo = 'zone/later';
+    const layers = await pushBlobs(repo, 3, 2 * MiB);
+    shim.reset();
+    const before = await Promise.all(replicas.map((r) => r.edge.metric('registry_edge_zone_peer_fills_total', { result: 'committed' })));
+    for (const { edge } of replicas) {
+      // No wait between replicas: a fill's lease is held until the blob is announced as held.
+      for (const layer of layers) {
+        const got = await fetchBlob(`${edge.url}/v2/${repo}/blobs/${layer.digest}`);
+        assert.equal(got.status, 200, got.error);
+        assert.equal(got.digest, layer.digest);
+      }
+    }
+    for (const layer of layers) assert.equal(shim.stats.blobGets(layer.digest), 1, `GETs of ${layer.digest} at the centre`);
+    // A peer fill is counted once committed, after its client's last byte.
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    const peerFills = async (): Promise<number> => sum(await Promise.all(replicas.map((r) => r.edge.metric('registry_edge_zone_peer_fills_total', { result: 'committed' })))) - sum(before);
+    await waitFor(async () => (await peerFills()) >= 2 * layers.length || undefined, { what: 'the second and third replicas to commit every blob streamed from a peer' });
+    assert.equal(await peerFills(), 2 * layers.length);
+    for (const r of replicas) assert.deepEqual(await cacheProblems(r.edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
   });
 
   // Last: it kills the first replica.

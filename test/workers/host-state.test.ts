@@ -30,6 +30,20 @@ describe('HostState', () => {
     assert.deepEqual(host.answer(3, { op: 'takeOver', digest: D, peer: 'http://127.0.0.1:4003', dead: ONE }), { kind: 'peer', peer: TWO });
   });
 
+  test('a blob a worker just committed sends another worker there, not to the origin, until that worker does not serve it', () => {
+    const host = new HostState();
+    host.answer(1, { op: 'claimFill', digest: D, peer: ONE });
+    // Announced before the release: no moment without one or the other.
+    host.answer(1, { op: 'holding', digest: D, peer: ONE, ttlMs: 60_000 });
+    host.answer(1, { op: 'release', digest: D });
+    assert.deepEqual(host.answer(2, { op: 'claimFill', digest: D, peer: TWO }), { kind: 'peer', peer: ONE });
+    // Worker 1 itself missing it again (evicted): it leads.
+    assert.deepEqual(host.answer(1, { op: 'claimFill', digest: D, peer: ONE }), { kind: 'lease' });
+    host.answer(1, { op: 'release', digest: D });
+    // Worker 1 answered 404: worker 2 takes over and fetches.
+    assert.deepEqual(host.answer(2, { op: 'takeOver', digest: D, peer: TWO, dead: ONE }), { kind: 'lease' });
+  });
+
   test('a worker that exits loses its leases at once', () => {
     const host = new HostState();
     host.answer(1, { op: 'claimFill', digest: D, peer: ONE });

@@ -162,6 +162,32 @@ test('takeOver replaces the lease only while its value still names the dead peer
   await leaseOf(await c.zone.takeOver(digest, 'http://stuck:1')).release();
 });
 
+test('a committed blob is held: a later miss anywhere in the zone is sent to a holder; one that does not serve it is dropped', async () => {
+  const digest = newDigest();
+  const a = await replica('http://held-a:1');
+  const b = await replica('http://held-b:1');
+  const c = await replica('http://held-c:1');
+  const lease = leaseOf(await a.zone.claimFill(digest));
+  await a.zone.holding(digest, 60_000);
+  await lease.release();
+  assert.deepEqual(await raw.smembers(`${PREFIX}held:${digest}`), ['http://held-a:1']);
+  const ttl = await raw.pttl(`${PREFIX}held:${digest}`);
+  assert.ok(ttl > 50_000 && ttl <= 60_000, `held for zone.facts_ttl (${ttl} ms left)`);
+  // Committed, no lease left: b streams it from a, and once b holds it too c may be sent to either.
+  assert.deepEqual(await b.zone.claimFill(digest), { kind: 'peer', peer: 'http://held-a:1' });
+  await b.zone.holding(digest, 60_000);
+  const toEither = await c.zone.claimFill(digest);
+  assert.ok(toEither.kind === 'peer' && ['http://held-a:1', 'http://held-b:1'].includes(toEither.peer));
+  // a evicted it (404 from its listener): c drops a and is sent to b; b gone too: c fetches under a lease.
+  assert.deepEqual(await c.zone.takeOver(digest, 'http://held-a:1'), { kind: 'peer', peer: 'http://held-b:1' });
+  const own = leaseOf(await c.zone.takeOver(digest, 'http://held-b:1'));
+  assert.deepEqual(await raw.smembers(`${PREFIX}held:${digest}`), []);
+  await own.release();
+  // A replica missing a blob it once announced is never sent to itself.
+  await a.zone.holding(digest, 60_000);
+  await leaseOf(await a.zone.claimFill(digest)).release();
+});
+
 test('a lease of an earlier run of this process (same peer url) is taken over, not followed', async () => {
   const digest = newDigest();
   await raw.set(`${PREFIX}fill:${digest}`, 'http://same:1 earlier-token', 'PX', 10_000);
