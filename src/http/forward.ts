@@ -11,7 +11,7 @@ import type { UpstreamAuth, UpstreamClient, UpstreamResponse } from '../upstream
 import type { Exchange } from './exchange.js';
 import { REQUEST_ID } from './request-id.js';
 import { streamBody } from './respond.js';
-import { rewriteLink, rewriteLocation, rewriteRealm, takePin } from './rewrite.js';
+import { rewriteLink, rewriteLocation, rewriteRealm, takePin, withPrefix } from './rewrite.js';
 
 export interface ForwardSettings {
   readonly upstream: UpstreamClient;
@@ -70,8 +70,7 @@ function responseHeaders(ex: Exchange, res: UpstreamResponse, settings: ForwardS
   }
   out[REQUEST_ID] = ex.requestId;
   const clientHost = ex.req.headers.host;
-  // Under a host prefix the client's next request (upload PATCH, next page) must carry it again.
-  const prefixed = (url: string): string => (ex.prefix ? url.split(`${ex.base}/v2/`).join(`${ex.base}/v2/${ex.prefix}/`) : url);
+  const prefixed = (header: string): string => withPrefix(header, ex.base, ex.prefix);
   if (typeof out.location === 'string') out.location = prefixed(rewriteLocation(out.location, res.instance, ex.base, clientHost));
   if (typeof out.link === 'string') out.link = prefixed(rewriteLink(out.link, res.instance, ex.base, clientHost));
   const realm = settings.tokenRealm(ex);

@@ -47,6 +47,16 @@ export function rewriteLink(link: string, instance: Instance, base: string, clie
   });
 }
 
+/**
+ * Under a host prefix (`/v2/ghcr.io/...`) the client's next request (an upload's PATCH,
+ * the next page) must carry the prefix again: absolute URLs on the base and relative
+ * Link targets (registry:2 paginates tags and the catalog with `</v2/...>`) both get it.
+ */
+export function withPrefix(header: string, base: string, prefix: string): string {
+  if (!prefix) return header;
+  return header.split(`${base}/v2/`).join(`${base}/v2/${prefix}/`).replace(/(^|<)\/v2\//g, `$1/v2/${prefix}/`);
+}
+
 /** A Bearer challenge with its realm pointed at the edge's token route. */
 export function rewriteRealm(header: string, realm: string): string {
   const challenge = parseChallenge(header);
