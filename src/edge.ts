@@ -45,7 +45,8 @@ export interface RunningEdge {
 export interface WorkerRole {
   /** 1 for the worker that owns the cache directory's budget, index snapshot and eviction. */
   readonly id: number;
-  readonly coordinator: HostCoordinator;
+  /** The host's, answered by the primary; undefined in a zone, where each worker is a replica of its own in Redis. */
+  readonly coordinator: HostCoordinator | undefined;
   readonly directory: SharedDirectory;
   /** Passes the other workers' directory events on to this worker's store. */
   hear(store: BlobStore): void;
@@ -171,7 +172,7 @@ export async function startEdge(config: Config, log: Logger, worker?: WorkerRole
   const plainAddress = servers[1] ? await listenAs('http.plain_addr', servers[1], config.http.plain_addr) : undefined;
   const adminAddress = await listenAs('admin.addr', admin, config.admin.addr, worker !== undefined);
   const peerAddress = await zone.listen();
-  if (worker && peerAddress) worker.coordinator.listening(`http://${peerAddress}`);
+  if (worker?.coordinator && peerAddress) worker.coordinator.listening(`http://${peerAddress}`);
   for (const server of [...servers, admin]) {
     server.on('error', (err) => {
       if (!descriptors.note(err, 'accept')) log.error({ err }, 'listener error');

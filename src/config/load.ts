@@ -337,8 +337,10 @@ function crossChecks(config: Config, env: NodeJS.ProcessEnv): string[] {
   const { peer, secret } = config.zone;
   if (peer.addr && !secret) problems.push(`${named('zone.secret')}: must be set when zone.peer.addr is set (the replicas of the zone authenticate to each other with it)`);
   if (peer.addr && config.zone.redis.url && !peer.url) problems.push(`${named('zone.peer.url')}: must be set when zone.redis.url and zone.peer.addr are set (how the zone's other replicas reach this one's peer listener, e.g. http://10.0.3.7:5002)`);
-  if (config.workers !== 1 && (config.zone.redis.url || peer.addr)) {
-    problems.push(`${named('workers')}: more than one worker does not join a zone yet; with ${config.zone.redis.url ? 'zone.redis.url' : 'zone.peer.addr'} set keep workers at 1 (run one replica per core instead)`);
+  if (config.workers !== 1 && config.zone.redis.url && (!peer.addr || peer.addr.endsWith(':0'))) {
+    problems.push(`${named('zone.peer.addr')}: with workers above 1 in a zone (zone.redis.url), set a port: worker n listens on it + n - 1, and zone.peer.url's port + n - 1 names it`);
+  } else if (config.workers !== 1 && !config.zone.redis.url && peer.addr) {
+    problems.push(`${named('zone.peer.addr')}: a peer listener without zone.redis.url takes no part with workers above 1 (the workers follow each other on loopback); set zone.redis.url too or leave it empty`);
   }
   if (peer.tls && !config.http.tls.certificate) problems.push(`${named('zone.peer.tls')}: needs http.tls.certificate and http.tls.key (the peer listener serves that pair)`);
   return problems;

@@ -23,18 +23,20 @@ export function workerSetup(config: Config, env: NodeJS.ProcessEnv = process.env
   const secret = env[WORKER_SECRET_ENV] ?? '';
   if (!process.send || !Number.isSafeInteger(id) || id < 1 || !secret) return undefined;
   const send = (message: WorkerMessage): void => void process.send?.(message);
-  const coordinator = new HostCoordinator({ get connected() { return process.connected; }, send });
+  // In a zone, Redis coordinates every worker of every replica, each as a replica of its own.
+  const zone = config.zone.redis.url !== '';
+  const coordinator = zone ? undefined : new HostCoordinator({ get connected() { return process.connected; }, send });
   let store: BlobStore | undefined;
   /** Events of the other workers that arrive before this worker's store is up are the owner's start-up: its own scan counts them. */
   const hear = (event: DirectoryEvent): void => store?.heard(event);
   process.on('message', (message: unknown) => {
     if (!isPrimaryMessage(message)) return;
-    if (message.type === 'registry-edge:answer') coordinator.answered(message);
+    if (message.type === 'registry-edge:answer') coordinator?.answered(message);
     else hear(message.event);
   });
   let orphaned: (() => void) | undefined;
   process.once('disconnect', () => {
-    coordinator.disconnected();
+    coordinator?.disconnected();
     orphaned?.();
   });
   const role: WorkerRole = {
@@ -50,11 +52,23 @@ export function workerSetup(config: Config, env: NodeJS.ProcessEnv = process.env
     config: {
       ...config,
       admin: { addr: '127.0.0.1:0' },
-      zone: { ...config.zone, secret, peer: { ...config.zone.peer, addr: '127.0.0.1:0', url: '', tls: false } },
+      zone: zone ? { ...config.zone, peer: shiftedPeer(config.zone.peer, id) } : { ...config.zone, secret, peer: { ...config.zone.peer, addr: '127.0.0.1:0', url: '', tls: false } },
     },
     onOrphaned: (stop) => {
       orphaned = stop;
       if (!process.connected) stop();
     },
   };
+}
+
+/**
+ * Worker n of a replica in a zone listens for its peers on zone.peer.addr's port + n - 1
+ * and names itself with zone.peer.url's port + n - 1 (the loader checks both ports are set).
+ */
+export function shiftedPeer(peer: Config['zone']['peer'], id: number): Config['zone']['peer'] {
+  const i = peer.addr.lastIndexOf(':');
+  const url = new URL(peer.url);
+  const urlPort = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  url.port = String(urlPort + id - 1);
+  return { ...peer, addr: `${peer.addr.slice(0, i)}:${Number(peer.addr.slice(i + 1)) + id - 1}`, url: url.href.replace(/\/$/, '') };
 }

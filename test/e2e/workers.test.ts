@@ -11,7 +11,9 @@ import { logLines, parseMetric, type Edge } from '../helpers/edge.js';
 import { fetchBlob, type BlobFetch } from '../helpers/fetch-blob.js';
 import { pushBlob, randomFile } from '../helpers/image.js';
 import { httpRequest, waitFor } from '../helpers/proc.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { startStack, type Stack } from '../helpers/stack.js';
+import { startZoneReplica, type ZoneReplica } from '../helpers/zone-replica.js';
 
 const MiB = 1024 * 1024;
 const repo = 'team/workers';
@@ -60,34 +62,36 @@ const alive = (pid: number): boolean => {
   }
 };
 
+let blobs = 0;
+
+async function newBlob(stack: Pick<Stack, 'work' | 'registry'>, size: number): Promise<string> {
+  const file = path.join(stack.work, `blob-${++blobs}.bin`);
+  await randomFile(file, size);
+  return (await pushBlob(stack.registry.url, repo, file)).digest;
+}
+
+/**
+ * `n` GETs, each on its own connection, the next one started once the one before has
+ * its first byte: node:cluster's primary hands a burst of connections to whichever
+ * worker is free first, one after another, and connections that come in turn alternate.
+ */
+async function inTurn(edge: Edge, digest: string, n: number): Promise<BlobFetch[]> {
+  const fetches: Promise<BlobFetch>[] = [];
+  for (let i = 0; i < n; i++) {
+    let started: () => void = () => undefined;
+    const firstByte = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const fetch = fetchBlob(`${edge.url}/v2/${repo}/blobs/${digest}`, started);
+    fetches.push(fetch);
+    await Promise.race([firstByte, fetch]);
+  }
+  return Promise.all(fetches);
+}
+
 describe('workers: 2 share one host', () => {
   let stack: Stack;
-  let blobs = 0;
-
-  async function newBlob(size: number): Promise<string> {
-    const file = path.join(stack.work, `blob-${++blobs}.bin`);
-    await randomFile(file, size);
-    return (await pushBlob(stack.registry.url, repo, file)).digest;
-  }
-
-  /**
-   * `n` GETs, each on its own connection, the next one started once the one before has
-   * its first byte: node:cluster's primary hands a burst of connections to whichever
-   * worker is free first, one after another, and connections that come in turn alternate.
-   */
-  async function herd(digest: string, n: number): Promise<BlobFetch[]> {
-    const fetches: Promise<BlobFetch>[] = [];
-    for (let i = 0; i < n; i++) {
-      let started: () => void = () => undefined;
-      const firstByte = new Promise<void>((resolve) => {
-        started = resolve;
-      });
-      const fetch = fetchBlob(`${stack.edge.url}/v2/${repo}/blobs/${digest}`, started);
-      fetches.push(fetch);
-      await Promise.race([firstByte, fetch]);
-    }
-    return Promise.all(fetches);
-  }
+  const herd = (digest: string, n: number): Promise<BlobFetch[]> => inTurn(stack.edge, digest, n);
 
   before(async () => {
     stack = await startStack('re-workers-', { edge: { env: { REGISTRY_EDGE_WORKERS: '2', REGISTRY_EDGE_CACHE_MAXSIZE: '48MiB' } } });
@@ -106,7 +110,7 @@ describe('workers: 2 share one host', () => {
 
   test('a herd of 16 on one cold blob, spread over both workers, makes one upstream fetch and gets the right bytes', async () => {
     const size = 24 * MiB;
-    const digest = await newBlob(size);
+    const digest = await newBlob(stack, size);
     stack.shim.reset();
     // Slow enough that every client arrives while the one fill is still running.
     stack.shim.setFault({ kind: 'slow-body', bytesPerSecond: 16 * MiB, pathPattern: /\/blobs\// , method: 'GET' });
@@ -127,7 +131,7 @@ describe('workers: 2 share one host', () => {
   });
 
   test('a blob one worker committed is a hit in the other: no upstream request', async () => {
-    const digest = await newBlob(2 * MiB);
+    const digest = await newBlob(stack, 2 * MiB);
     const first = await fetchBlob(`${stack.edge.url}/v2/${repo}/blobs/${digest}`);
     assert.equal(first.digest, digest);
     stack.shim.reset();
@@ -151,7 +155,7 @@ describe('workers: 2 share one host', () => {
 
   test('one owner keeps the budget: blobs filled by both workers past cache.maxsize are evicted down to it', async () => {
     for (let i = 0; i < 6; i++) {
-      const digest = await newBlob(12 * MiB);
+      const digest = await newBlob(stack, 12 * MiB);
       const results = await herd(digest, 4);
       for (const r of results) assert.equal(r.digest, digest);
     }
@@ -173,7 +177,7 @@ describe('workers: 2 share one host', () => {
       what: 'a new worker 2',
       timeoutMs: 20_000,
     });
-    const digest = await newBlob(MiB);
+    const digest = await newBlob(stack, MiB);
     const results = await herd(digest, 8);
     for (const r of results) assert.equal(r.digest, digest);
     assert.equal(stack.shim.stats.blobGets(digest), 1, stack.edge.proc.logs().split('\n').filter((l) => l.includes(digest.slice(7, 20))).join('\n'));
@@ -189,5 +193,44 @@ describe('workers: 2 share one host', () => {
     const tmp = path.join(stack.edge.cacheDir, 'tmp');
     const left = readdirSync(tmp, { recursive: true }).filter((name) => statSync(path.join(tmp, String(name))).isFile());
     assert.deepEqual(left, []);
+  });
+});
+
+describe('workers: 2 in a zone: each worker a replica of its own in Redis', () => {
+  let stack: Stack;
+  let redis: RedisServer;
+  let many: ZoneReplica;
+  let one: ZoneReplica;
+
+  before(async () => {
+    stack = await startStack('re-workers-zone-');
+    redis = await startRedis();
+    const replica = (name: string, workers: string): Promise<ZoneReplica> =>
+      startZoneReplica({ workDir: path.join(stack.work, name), upstream: stack.shim.url, redisUrl: redis.url, secret: 'workers-zone-secret', env: { REGISTRY_EDGE_WORKERS: workers, REGISTRY_EDGE_ZONE_PEER_TIMEOUT: '10s', REGISTRY_EDGE_ZONE_REDIS_TIMEOUT: '5s' } });
+    many = await replica('many', '2');
+    one = await replica('one', '1');
+  });
+
+  after(async () => {
+    await many?.edge.stop();
+    await one?.edge.stop();
+    await redis?.dispose();
+    await stack?.stop();
+  });
+
+  test('a herd through both workers of one replica, then a pull through another replica: one upstream fetch in all', async () => {
+    const digest = await newBlob(stack, 8 * MiB);
+    stack.shim.reset();
+    stack.shim.setFault({ kind: 'slow-body', bytesPerSecond: 8 * MiB, pathPattern: /\/blobs\//, method: 'GET' });
+    const results = await inTurn(many.edge, digest, 8);
+    stack.shim.setFault(null);
+    for (const r of results) assert.equal(r.digest, digest);
+    assert.deepEqual(await servedBy(many.edge, digest, 8), new Set([1, 2]));
+    // The other replica streams it from a worker that committed it.
+    const later = await fetchBlob(`${one.edge.url}/v2/${repo}/blobs/${digest}`);
+    assert.equal(later.digest, digest);
+    assert.equal(stack.shim.stats.blobGets(digest), 1, 'the centre sent the blob once to the zone');
+    assert.equal(await one.edge.metric('registry_edge_zone_leases_total', { result: 'peer' }), 1);
+    for (const r of [many, one]) assert.deepEqual(await cacheProblems(r.edge.cacheDir), { wrongBlobs: [], tempFiles: [] });
   });
 });
