@@ -9,7 +9,10 @@
  * Safe because a blob file never changes once committed: a descriptor reads the same
  * bytes for as long as it is open, even after the file is unlinked. The store drops a
  * key when it evicts or deletes the blob; a descriptor still in use is closed when its
- * last user lets go, so an unlinked file's space comes back then.
+ * last user lets go, so an unlinked file's space comes back then. A file unlinked from
+ * outside the process (`registry-edge cache verify` removing a damaged blob, `cache rm`)
+ * is found within a second by its link count and its descriptor dropped, so the bytes
+ * verify condemned stop being served.
  */
 import { close, closeSync, fstat, fstatSync, open, openSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
@@ -35,6 +38,9 @@ interface Entry {
   /** Out of the cache (evicted, idle too long, or its blob deleted): closed once unused. */
   dropped: boolean;
 }
+
+/** How often kept descriptors are checked for files unlinked behind the store's back. */
+const UNLINKED_CHECK_MS = 1_000;
 
 function closeQuietly(fd: number): void {
   try {
@@ -83,8 +89,24 @@ export class OpenFiles {
       },
     });
     // lru-cache finds stale entries only when asked: one timer closes them, not one per entry.
-    this.sweep = setInterval(() => this.lru?.purgeStale(), idleMs);
+    this.sweep = setInterval(() => this.sweepOnce(), Math.min(idleMs, UNLINKED_CHECK_MS));
     this.sweep.unref();
+  }
+
+  /** Idle past their time, or unlinked by another process: dropped. */
+  private sweepOnce(): void {
+    const lru = this.lru;
+    if (!lru) return;
+    lru.purgeStale();
+    for (const [key, entry] of lru.entries()) {
+      let linked: boolean;
+      try {
+        linked = fstatSync(entry.fd).nlink > 0;
+      } catch {
+        linked = false;
+      }
+      if (!linked) lru.delete(key);
+    }
   }
 
   /** Opens on the event loop (open and fstat are synchronous on a miss). */

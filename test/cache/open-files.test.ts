@@ -129,3 +129,16 @@ test('a missing file throws, and nothing is cached for it', async (t) => {
   assert.throws(() => cache.openNow('x', `${a}.missing`), { code: 'ENOENT' });
   await assert.rejects(cache.openLater('x', `${a}.missing`), { code: 'ENOENT' });
 });
+
+test('a kept descriptor whose file another process unlinked is dropped within a second: the next open finds the file gone', async (t) => {
+  const { a } = files(t, ['a']);
+  const cache = new OpenFiles({ max: 4, idleSeconds: 60 });
+  t.after(() => cache.close());
+  const first = cache.openNow('a', a);
+  const fd = first.fd;
+  first.release();
+  assert.ok(isOpen(fd), 'kept while idle');
+  unlinkSync(a);
+  await waitFor(() => !isOpen(fd) || undefined, { what: 'the unlinked file\'s descriptor to be closed', timeoutMs: 5_000 });
+  assert.throws(() => cache.openNow('a', a), /ENOENT/);
+});
