@@ -9,6 +9,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { availableParallelism } from 'node:os';
@@ -28,8 +29,33 @@ const STOP_MARGIN_MS = 4_000;
 /** The worker that owns the cache directory (budget, eviction, index snapshot) and the admin routes. */
 const OWNER = 1;
 
-export function workerCount(config: Config): number {
-  return config.workers === 'auto' ? availableParallelism() : config.workers;
+/**
+ * `auto`: one worker per core this process may use. In a container with a CPU limit
+ * (Kubernetes `resources.limits.cpu`) that is the cgroup's quota, not the node's cores,
+ * which os.availableParallelism() reports on Node 20.
+ */
+export function workerCount(config: Config, cpuMax = readCpuMax()): number {
+  if (config.workers !== 'auto') return config.workers;
+  const cores = availableParallelism();
+  const quota = cpuQuota(cpuMax);
+  return quota === undefined ? cores : Math.max(1, Math.min(cores, quota));
+}
+
+/** Cores granted by a cgroup v2 `cpu.max` line (`<quota> <period>` or `max <period>`), rounded up; undefined: no limit. */
+export function cpuQuota(cpuMax: string | undefined): number | undefined {
+  const [quota, period] = (cpuMax ?? '').trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period);
+  if (!quota || quota === 'max' || !Number.isFinite(q) || !Number.isFinite(p) || q <= 0 || p <= 0) return undefined;
+  return Math.ceil(q / p);
+}
+
+function readCpuMax(): string | undefined {
+  try {
+    return readFileSync('/sys/fs/cgroup/cpu.max', 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 interface Slot {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { workerCount } from '../../src/workers/primary.js';
+import { cpuQuota, workerCount } from '../../src/workers/primary.js';
 import { shiftedPeer } from '../../src/workers/worker.js';
 import { envProblems } from '../helpers/config-problems.js';
 import { availableParallelism } from 'node:os';
@@ -15,6 +15,19 @@ test('workers takes a count from 1 to 256 or auto (one per core); nothing else',
   for (const bad of ['0', '257', 'many', '-1', '1.5']) {
     assert.match(envProblems({ REGISTRY_EDGE_WORKERS: bad }).join('\n'), /^workers \(env REGISTRY_EDGE_WORKERS\): .* is not allowed; expected an integer \(from 1 to 256\) or auto$/m, bad);
   }
+});
+
+test('workers: auto stays within a container\'s CPU limit (cgroup v2 cpu.max)', () => {
+  const auto = loadConfig({ env: { REGISTRY_EDGE_WORKERS: 'auto' } });
+  assert.equal(cpuQuota('max 100000'), undefined);
+  assert.equal(cpuQuota('150000 100000'), 2, 'a limit of 1.5 cores rounds up');
+  assert.equal(cpuQuota('100000 100000\n'), 1);
+  assert.equal(cpuQuota(''), undefined);
+  assert.equal(cpuQuota('garbage'), undefined);
+  assert.equal(workerCount(auto, '100000 100000'), 1);
+  assert.equal(workerCount(auto, 'max 100000'), availableParallelism());
+  assert.equal(workerCount(auto, `${1000 * 100000} 100000`), availableParallelism(), 'never more than the cores');
+  assert.equal(workerCount(loadConfig({ env: { REGISTRY_EDGE_WORKERS: '3' } }), '100000 100000'), 3, 'a count is taken as given');
 });
 
 test('in a zone, workers above 1 need a peer listener on a set port; a peer listener needs the zone', () => {
