@@ -66,7 +66,11 @@ export function mergeReports(reports: readonly LoadReport[]): LoadReport {
   const latency = new Map<RequestKind, number[]>(REQUEST_KINDS.map((k) => [k, []]));
   for (const r of reports) {
     for (const [k, n] of r.failures) failures.set(k, (failures.get(k) ?? 0) + n);
-    for (const [k, xs] of r.latencyMs) latency.get(k)?.push(...xs);
+    // Not push(...xs): a run of 10 minutes has more samples than a call takes arguments.
+    for (const [k, xs] of r.latencyMs) {
+      const all = latency.get(k);
+      if (all) for (const x of xs) all.push(x);
+    }
   }
   return {
     done: reports.reduce((a, r) => a + r.done, 0),
