@@ -348,23 +348,31 @@ export class BlobStore {
   reserve(bytes: number): FillSpace | undefined {
     if (bytes > this.maxBlobSize || !this.makeRoom(bytes)) return undefined;
     let mine = bytes;
-    this.held += mine;
-    this.report();
+    this.hold(mine);
     return {
       grow: (to) => {
         if (to <= mine) return true;
         if (to > this.maxBlobSize || !this.makeRoom(to - mine)) return false;
-        this.held += to - mine;
+        this.hold(to - mine);
         mine = to;
-        this.report();
         return true;
       },
       release: () => {
-        this.held -= mine;
+        this.hold(-mine);
         mine = 0;
-        this.report();
       },
     };
+  }
+
+  /**
+   * Bytes held for fills (negative: let go). A worker that does not own a shared
+   * directory holds them with the owner too, which makes room for them as for its own.
+   */
+  private hold(bytes: number): void {
+    if (bytes === 0) return;
+    this.held += bytes;
+    if (this.follows) this.shared?.tell({ kind: 'charged', bytes });
+    this.report();
   }
 
   /** Counts `bytes` another store put on disk (a manifest) against the budget. */
