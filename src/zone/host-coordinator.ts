@@ -8,8 +8,7 @@
 import type { TagMapping } from '../cache/manifest-store.js';
 import type { HostAnswer, HostCall, PrimaryMessage, WorkerMessage } from '../workers/messages.js';
 import type { Coordinator, FillClaim } from './coordinator.js';
-
-const LONE_LEASE: FillClaim = { kind: 'lease', lease: { release: async () => undefined } };
+import { LONE_LEASE } from './solo.js';
 
 /** The worker's end of the IPC channel (process, in a cluster worker). */
 export interface HostChannel {

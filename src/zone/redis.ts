@@ -23,7 +23,7 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { parseDigest } from '../oci/grammar.js';
 import type { Coordinator, FillClaim, FillLease } from './coordinator.js';
-import { SoloCoordinator } from './solo.js';
+import { LONE_LEASE, SoloCoordinator } from './solo.js';
 
 export interface RedisZoneOptions {
   /** redis:// or rediss:// URL. */
@@ -70,8 +70,6 @@ return 0`;
 
 const ADD_ALL = `for _, k in ipairs(KEYS) do redis.call('SET', k, '1', 'PX', ARGV[1]) end
 return #KEYS`;
-
-const LONE_LEASE: FillClaim = { kind: 'lease', lease: { release: async () => undefined } };
 
 type Op = 'lease' | 'renew' | 'release' | 'fact' | 'claim_once' | 'connect';
 

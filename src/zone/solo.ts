@@ -5,7 +5,8 @@
 import { LRUCache } from 'lru-cache';
 import type { Coordinator, FillClaim } from './coordinator.js';
 
-const LONE_LEASE: FillClaim = { kind: 'lease', lease: { release: async () => undefined } };
+/** A lease of this process alone: what every coordinator answers when the zone or host cannot be asked. */
+export const LONE_LEASE: FillClaim = { kind: 'lease', lease: { release: async () => undefined } };
 
 /** Ids remembered for claimOnce; a notification burst larger than this may run an event twice. */
 const MAX_CLAIMS = 100_000;
