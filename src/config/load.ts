@@ -120,6 +120,12 @@ function bounds(spec: KeySpec, unit: (n: number) => string): string {
 /** Seconds as the config writes them: whole days as `24d`, the rest as `90s`. */
 const showSeconds = (s: number): string => (s >= 86400 && s % 86400 === 0 ? `${s / 86400}d` : `${s}s`);
 
+/** A whole number from YAML, or from an env variable's digits; undefined for anything else. */
+function integer(raw: unknown): number | undefined {
+  const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
+  return typeof n === 'number' && Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** Returns [value] or a problem string. */
 function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = ''): [unknown] | string {
   const where = fromEnv ? `${at}${spec.path} (env ${fromEnv})` : `${at}${spec.path}`;
@@ -134,8 +140,8 @@ function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = '
       if (raw === 'true' || raw === 'false') return [raw === 'true'];
       return bad('true or false');
     case 'int': {
-      const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || outside(n)) return bad(`an integer (${bounds(spec, String)})`);
+      const n = integer(raw);
+      if (n === undefined || outside(n)) return bad(`an integer (${bounds(spec, String)})`);
       return [n];
     }
     case 'bytes': {
@@ -168,8 +174,8 @@ function coerce(spec: KeySpec, raw: unknown, fromEnv: string | undefined, at = '
     }
     case 'workers': {
       if (raw === 'auto') return [raw];
-      const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || outside(n)) return bad(`an integer (${bounds(spec, String)}) or auto`);
+      const n = integer(raw);
+      if (n === undefined || outside(n)) return bad(`an integer (${bounds(spec, String)}) or auto`);
       return [n];
     }
     case 'upstreams': {
