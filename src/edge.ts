@@ -67,8 +67,7 @@ export async function startEdge(config: Config, log: Logger, worker?: WorkerRole
   const { maxsize, fsync, sync_read_max: syncReadMax, open_files: max, open_files_idle: idleSeconds } = config.cache;
   const maxBlobSize = config.cache.max_blob_size || Math.floor(maxsize / 2);
   const snapshotInterval = config.cache.index_snapshot_interval;
-  const shared = worker?.directory;
-  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds }, snapshotInterval, shared }, {
+  const store = new BlobStore(layout, { maxSize: maxsize, maxBlobSize, fsync, syncReadMax, openFiles: { max, idleSeconds }, snapshotInterval, shared: worker?.directory }, {
     onSizeChange: (bytes, count) => {
       metrics.cacheSize.set(bytes);
       metrics.cacheBlobs.set(count);

@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js';
 import { startEdge, type RunningEdge } from '../edge.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { keepServing } from '../runtime/uncaught.js';
-import { WorkerStartFailed, runPrimary, workerCount } from '../workers/primary.js';
+import { WorkerStartFailed, runPrimary, workerCount, type RunningPrimary } from '../workers/primary.js';
 import { workerSetup } from '../workers/worker.js';
 import { parseArgs, type Command } from './args.js';
 import { DEFAULT_CONFIG, configFile, configProblems, warnConfig } from './config-file.js';
@@ -48,28 +48,29 @@ async function serve(file: string, pretty: boolean): Promise<void> {
   process.on('unhandledRejection', onStartupFault);
   const worker = cluster.isWorker ? workerSetup(config) : undefined;
   const count = workerCount(config);
-  let edge: RunningEdge;
+  let started: { readonly primary: RunningPrimary } | { readonly edge: RunningEdge };
   try {
     // The primary checks the files once for all its workers.
     const problems = worker ? [] : await checkFiles(config, { keep: true });
     if (problems.length > 0) throw new ConfigError(problems);
-    if (!worker && count > 1) {
-      const primary = await runPrimary(config, count, log);
-      process.off('uncaughtException', onStartupFault);
-      process.off('unhandledRejection', onStartupFault);
-      keepServing(log, () => undefined);
-      await primary.stopped;
-      log.info('stopped');
-      log.flush();
-      process.exit(0);
-    }
-    edge = await startEdge(worker?.config ?? config, worker ? log.child({ worker: worker.role.id }) : log, worker?.role);
+    started = !worker && count > 1
+      ? { primary: await runPrimary(config, count, log) }
+      : { edge: await startEdge(worker?.config ?? config, worker ? log.child({ worker: worker.role.id }) : log, worker?.role) };
   } catch (err) {
     failStartup(log, err);
   } finally {
     process.off('uncaughtException', onStartupFault);
     process.off('unhandledRejection', onStartupFault);
   }
+  if ('primary' in started) {
+    // It serves no request: an error escaping it is logged, and it goes on supervising.
+    keepServing(log, () => undefined);
+    await started.primary.stopped;
+    log.info('stopped');
+    log.flush();
+    process.exit(0);
+  }
+  const { edge } = started;
   keepServing(log, (kind) => edge.metrics.uncaughtErrors.inc({ kind }));
   let stopping = false;
   const stop = (signal: string): void => {
